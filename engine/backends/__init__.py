@@ -1,0 +1,1 @@
+"""The only modules that import heavy ML libraries, and only inside functions."""

@@ -1,0 +1,274 @@
+"""`python -m engine`: the headless CLI. The same commands back the TUI (with --format json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine import render, runner
+from engine.errors import UserError
+from engine.events import json_sink
+from engine.stages.context import Context
+
+
+def _project_create(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.stages import models
+    from engine.store import projects
+
+    models.resolve(ctx.db, a.base_model)
+    p = projects.create(ctx.db, a.name, a.domain, a.base_model)
+    return {"created": p.name, "domain": p.domain, "base_model": p.base_model}
+
+
+def _project_list(ctx: Context, a: argparse.Namespace) -> None:
+    from engine.store import projects
+
+    rows = []
+    for p in projects.list_all(ctx.db):
+        s = projects.summary(ctx.db, p)
+        rows.append([p.name, p.domain, p.base_model, s["seeds"], s["documents"], s["chunks"]])
+    ctx.result({"view": "table", "header": ["name", "domain", "base model", "seeds", "docs", "chunks"],
+                "rows": rows, "empty": "no projects yet (selfspec-tui project create NAME --domain D)"})
+
+
+def _project_delete(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.store import projects
+
+    if not a.yes:
+        raise UserError(f"deleting {a.name!r} removes its seeds, corpus and runs: pass --yes to confirm")
+    projects.delete(ctx.db, a.name)
+    return {"deleted": a.name}
+
+
+def _seeds_import(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.stages.seeds_io import read_seed_file
+    from engine.store import seeds
+
+    path = Path(a.file)
+    drafts = read_seed_file(path)
+    set_name = a.set or path.stem.lower().replace(" ", "_")
+    the_set, added, dup = seeds.import_drafts(ctx.db, ctx.need_project(), set_name, drafts, str(path))
+    return {"seed_set": the_set.name, "added": added, "already_present": dup, "set_size": the_set.count}
+
+
+def _seeds_validate(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from collections import Counter
+
+    from engine.stages.seeds_io import read_seed_file
+
+    drafts = read_seed_file(Path(a.file))
+    types = Counter(d.task_type for d in drafts)
+    return {"file": a.file, "valid_tasks": len(drafts), "task_types": dict(types.most_common())}
+
+
+def _seeds_list(ctx: Context, a: argparse.Namespace) -> None:
+    from engine.store import seeds
+
+    found = seeds.list_seeds(ctx.db, ctx.need_project(), a.grep or "", a.task_type or "", a.set or "")
+    rows = [[s.id, s.set_name, s.task_type, render.clip(s.instruction, 70)] for s in found]
+    ctx.result({"view": "table", "header": ["id", "set", "task type", "instruction"], "rows": rows,
+                "empty": "no seeds match"})
+
+
+def _corpus_import(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.stages.corpus import import_corpus
+
+    summary = import_corpus(ctx, [Path(p) for p in a.paths])
+    if not summary["documents"] and not summary["already_imported"] and summary["problems"]:
+        raise UserError("nothing imported:\n" + "\n".join(summary["problems"][:50]))
+    return summary
+
+
+def _corpus_index(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.stages.corpus import _embedder, embed_missing, sync_index
+
+    embedder = _embedder(ctx.need_project())
+    done = embed_missing(ctx, embedder)
+    return {**done, **sync_index(ctx, embedder.dim, embedder.name, rebuild=a.rebuild)}
+
+
+def _corpus_list(ctx: Context, a: argparse.Namespace) -> None:
+    from engine.store import corpus
+
+    docs = corpus.list_documents(ctx.db, ctx.need_project())
+    rows = [[d.id, render.clip(d.title, 40), d.n_chunks, d.chars, d.source] for d in docs]
+    ctx.result({"view": "table", "header": ["id", "title", "chunks", "chars", "source"], "rows": rows,
+                "empty": "no documents yet (selfspec-tui corpus import --project P PATH)"})
+
+
+def _corpus_search(ctx: Context, a: argparse.Namespace) -> None:
+    from engine.stages.corpus import Searcher
+
+    hits = Searcher(ctx).search(a.query, a.k)
+    ctx.result({"view": "hits", "query": a.query, "hits": [h.as_dict() for h in hits]})
+
+
+def _corpus_serve(ctx: Context, a: argparse.Namespace) -> None:
+    """Answer one JSON query per stdin line ({"query": ..., "k": ...}) until stdin closes."""
+    from engine.stages.corpus import Searcher
+
+    searcher = Searcher(ctx)
+    ctx.emit({"event": "ready"})
+    for line in sys.stdin:
+        if ctx.should_stop():
+            break
+        try:
+            req = json.loads(line)
+            hits = searcher.search(str(req.get("query", "")), int(req.get("k", 5)))
+            ctx.result({"view": "hits", "query": req.get("query"), "hits": [h.as_dict() for h in hits]})
+        except (ValueError, UserError, AttributeError) as exc:
+            ctx.emit({"event": "log", "level": "error", "message": str(exc)})
+
+
+def _models_add(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.stages.models import register
+
+    m = register(ctx.db, Path(a.path), a.name)
+    return {"registered": m.name, "kind": m.kind, "architecture": m.architecture, "path": m.path}
+
+
+def _models_list(ctx: Context, a: argparse.Namespace) -> None:
+    from engine.stages.models import describe_all
+
+    rows = [[m["name"], m["kind"], m["architecture"], "yes" if m["present"] else "MISSING", m["path"]]
+            for m in describe_all(ctx.db)]
+    ctx.result({"view": "table", "header": ["name", "kind", "arch", "present", "path"], "rows": rows})
+
+
+def _models_remove(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.store import registry
+
+    registry.remove(ctx.db, a.name)
+    return {"removed": a.name}
+
+
+def _doctor(ctx: Context, a: argparse.Namespace) -> None:
+    from engine.stages.doctor import run_doctor
+
+    checks = run_doctor(ctx.db)
+    rows = [[name, "ok" if c["ok"] else "no", c["detail"]] for name, c in checks.items()]
+    ctx.result({"view": "table", "header": ["check", "ok", "detail"], "rows": rows, "checks": checks})
+
+
+def _runs_list(ctx: Context, a: argparse.Namespace) -> None:
+    from engine.store import projects, runs
+
+    pid = projects.get(ctx.db, a.project).id if a.project else None
+    rows = [[r.id, r.stage, r.status, r.started_at, r.ended_at or "", render.clip(r.error, 40)]
+            for r in runs.list_runs(ctx.db, pid)]
+    ctx.result({"view": "table", "header": ["id", "stage", "status", "started", "ended", "error"],
+                "rows": rows, "empty": "no runs yet"})
+
+
+def _demo(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.stages.demo import run_demo
+
+    return run_demo(ctx, a.project, reset=a.reset)
+
+
+# (handler, needs --project, records a run)
+COMMANDS: dict[str, tuple[Any, bool, bool]] = {
+    "project create": (_project_create, False, False),
+    "project list": (_project_list, False, False),
+    "project delete": (_project_delete, False, False),
+    "seeds import": (_seeds_import, True, True),
+    "seeds validate": (_seeds_validate, False, False),
+    "seeds list": (_seeds_list, True, False),
+    "corpus import": (_corpus_import, True, True),
+    "corpus index": (_corpus_index, True, True),
+    "corpus list": (_corpus_list, True, False),
+    "corpus search": (_corpus_search, True, False),
+    "corpus serve": (_corpus_serve, True, False),
+    "models add": (_models_add, False, False),
+    "models list": (_models_list, False, False),
+    "models remove": (_models_remove, False, False),
+    "doctor": (_doctor, False, False),
+    "runs list": (_runs_list, False, False),
+    "demo": (_demo, False, True),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.stages.models import DEFAULT_MODEL
+
+    p = argparse.ArgumentParser(prog="selfspec-tui", description="Self-specialize a local LLM into a domain expert.")
+    p.add_argument("--format", choices=["json", "text"], default=os.environ.get("SELFSPEC_FORMAT", "json"),
+                   help="json: JSON-lines events on stdout (for the TUI); text: for people")
+    groups = p.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    def group(name: str, help_: str) -> argparse._SubParsersAction:
+        g = groups.add_parser(name, help=help_)
+        return g.add_subparsers(dest="cmd", required=True, metavar="ACTION")
+
+    proj = group("project", "create, list or delete projects")
+    c = proj.add_parser("create", help="create a project")
+    c.add_argument("name")
+    c.add_argument("--domain", required=True)
+    c.add_argument("--base-model", default=DEFAULT_MODEL)
+    proj.add_parser("list", help="list projects")
+    d = proj.add_parser("delete", help="delete a project and its files")
+    d.add_argument("name")
+    d.add_argument("--yes", action="store_true")
+
+    seeds = group("seeds", "import, validate or list seed tasks")
+    i = seeds.add_parser("import", help="import seeds from .jsonl, .csv or qna.yaml (all or nothing)")
+    i.add_argument("file")
+    i.add_argument("--project", required=True)
+    i.add_argument("--set", help="seed set name (default: the file name)")
+    v = seeds.add_parser("validate", help="check a seed file without importing it")
+    v.add_argument("file")
+    ls = seeds.add_parser("list", help="list seeds")
+    ls.add_argument("--project", required=True)
+    ls.add_argument("--task-type")
+    ls.add_argument("--set")
+    ls.add_argument("--grep")
+
+    corpus = group("corpus", "import, index or search the domain corpus")
+    ci = corpus.add_parser("import", help="import .txt/.md/.jsonl files or folders, embed and index them")
+    ci.add_argument("paths", nargs="+")
+    ci.add_argument("--project", required=True)
+    cx = corpus.add_parser("index", help="embed chunks not yet embedded and bring the index up to date")
+    cx.add_argument("--project", required=True)
+    cx.add_argument("--rebuild", action="store_true", help="rebuild the index file from the store")
+    cl = corpus.add_parser("list", help="list documents")
+    cl.add_argument("--project", required=True)
+    cs = corpus.add_parser("search", help="top passages for a query")
+    cs.add_argument("query")
+    cs.add_argument("--project", required=True)
+    cs.add_argument("-k", type=int, default=5)
+    sv = corpus.add_parser("serve", help="answer JSON search requests on stdin (used by the TUI)")
+    sv.add_argument("--project", required=True)
+
+    mods = group("models", "register or list base models")
+    ma = mods.add_parser("add", help="register a .gguf file or a Hugging Face folder")
+    ma.add_argument("path")
+    ma.add_argument("--name")
+    mods.add_parser("list", help="list models")
+    mr = mods.add_parser("remove", help="forget a registered model (files are kept)")
+    mr.add_argument("name")
+
+    groups.add_parser("doctor", help="what this machine can do")
+    runs = group("runs", "list runs")
+    rl = runs.add_parser("list", help="recent runs")
+    rl.add_argument("--project")
+    demo = groups.add_parser("demo", help="build the demo project from the shipped seeds and corpus")
+    demo.add_argument("--project", default="demo")
+    demo.add_argument("--reset", action="store_true", help="delete and rebuild the demo project")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    key = f"{args.group} {args.cmd}" if getattr(args, "cmd", None) else args.group
+    handler, needs_project, record = COMMANDS[key]
+    emit = json_sink() if args.format == "json" else render.text_sink()
+    project = getattr(args, "project", None) if needs_project else None
+    config = {k: v for k, v in vars(args).items() if k not in ("format", "group", "cmd")}
+    return runner.execute(emit, key, lambda ctx: handler(ctx, args), project, config, record)

@@ -1,0 +1,90 @@
+"""The engine's one output channel: JSON-lines events on stdout.
+
+Event kinds: started, progress, log, result, finished, failed, interrupted. The TUI reads
+them from the child process; `--format text` renders the same events for a person.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TextIO
+
+Event = dict[str, Any]
+Sink = Callable[[Event], None]
+
+
+def json_sink(stream: TextIO | None = None) -> Sink:
+    def emit(event: Event) -> None:
+        out = stream or sys.stdout
+        out.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+        out.flush()
+
+    return emit
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def describe_progress(event: Event) -> str:
+    done, total, unit = event.get("done", 0), event.get("total"), event.get("unit", "items")
+    rate = event.get("rate")
+    parts = [f"{done}/{total} {unit}" if total else f"{done} {unit}"]
+    if rate:
+        parts.append(f"{rate:.1f} {unit}/s")
+    if total:
+        parts.append(f"ETA {_fmt_eta(event.get('eta_s'))}")
+    return "  ".join(parts)
+
+
+class Progress:
+    """Counts done items and derives rate and ETA from a sliding window of recent updates."""
+
+    def __init__(self, emit: Sink, stage: str, total: int | None, unit: str, done: int = 0):
+        self.emit, self.stage, self.total, self.unit = emit, stage, total, unit
+        self.done = done
+        self._start = time.monotonic()
+        self._window: deque[tuple[float, int]] = deque(maxlen=20)
+        self._window.append((self._start, done))
+        self._last_emit = 0.0
+
+    def advance(self, n: int = 1, force: bool = False) -> None:
+        self.done += n
+        now = time.monotonic()
+        self._window.append((now, self.done))
+        if force or now - self._last_emit >= 0.2 or self.done == self.total:
+            self._last_emit = now
+            self.emit(self.snapshot())
+
+    def rate(self) -> float | None:
+        (t0, d0), (t1, d1) = self._window[0], self._window[-1]
+        if t1 - t0 <= 0 or d1 <= d0:
+            return None
+        return (d1 - d0) / (t1 - t0)
+
+    def snapshot(self) -> Event:
+        rate = self.rate()
+        eta = None
+        if rate and self.total is not None:
+            eta = max(0.0, (self.total - self.done) / rate)
+        return {
+            "event": "progress",
+            "stage": self.stage,
+            "done": self.done,
+            "total": self.total,
+            "unit": self.unit,
+            "rate": round(rate, 3) if rate else None,
+            "eta_s": round(eta, 1) if eta is not None else None,
+            "elapsed_s": round(time.monotonic() - self._start, 1),
+        }

@@ -1,0 +1,97 @@
+"""Plain-text rendering of command results for `--format text`."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+
+def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def clip(text: str, width: int = 60) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= width else one[: width - 1] + "…"
+
+
+def hits(found: list[dict[str, Any]]) -> str:
+    if not found:
+        return "no passages found"
+    out = []
+    for i, h in enumerate(found, 1):
+        out.append(f"{i}. score {h['score']:.3f}  {h['source']} (chunk {h['ordinal']})")
+        out.append(textwrap.indent(textwrap.fill(" ".join(h["text"].split()), 96), "   "))
+    return "\n".join(out)
+
+
+def summary(data: dict[str, Any]) -> str:
+    lines = []
+    for key, value in data.items():
+        if key == "problems":
+            continue
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            lines += [f"  {k}: {v}" for k, v in value.items()]
+        else:
+            lines.append(f"{key}: {value}")
+    problems = data.get("problems") or []
+    if problems:
+        lines.append(f"skipped ({len(problems)}):")
+        lines += [f"  {p}" for p in problems[:50]]
+        if len(problems) > 50:
+            lines.append(f"  ... and {len(problems) - 50} more")
+    return "\n".join(lines)
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def text_sink(stream: Any = None) -> Any:
+    """Render events for a person: progress on stderr, results and summaries on stdout."""
+    import time
+
+    from engine.events import describe_progress
+
+    last = [0.0]
+
+    def emit(event: dict[str, Any]) -> None:
+        err = stream or sys.stderr
+        kind = event.get("event")
+        if kind == "progress":
+            now = time.monotonic()
+            final = bool(event.get("total")) and event.get("done") == event.get("total")
+            if now - last[0] < 0.5 and not final:
+                return
+            last[0] = now
+            tty = err.isatty()
+            err.write(f"{event.get('stage', '')}: {describe_progress(event)}" + ("\033[K\r" if tty and not final else "\n"))
+        elif kind == "log":
+            level = event.get("level", "info")
+            err.write(("" if level == "info" else f"{level}: ") + f"{event.get('message', '')}\n")
+        elif kind == "result":
+            data = event.get("data") or {}
+            view = data.get("view")
+            if view == "table":
+                out(table(data["rows"], data["header"]) if data["rows"] else data.get("empty", "(none)"))
+            elif view == "hits":
+                out(hits(data["hits"]))
+            else:
+                out(summary(data))
+        elif kind == "finished" and event.get("summary"):
+            out(summary(event["summary"]))
+        elif kind == "failed":
+            err.write(f"error: {event.get('error', '')}\n")
+        elif kind == "interrupted":
+            err.write(f"interrupted: {event.get('message', '')}\n")
+        err.flush()
+
+    return emit

@@ -1,0 +1,1 @@
+"""One module per pipeline stage. Each takes a Context and returns a summary dict."""

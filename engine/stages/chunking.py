@@ -1,0 +1,45 @@
+"""Token windows with overlap that prefer to end at a sentence or paragraph boundary."""
+
+from __future__ import annotations
+
+from engine.store.corpus import ChunkDraft
+
+
+
+def chunk_text(
+    text: str, spans: list[tuple[int, int]], size: int = 160, overlap: int = 32
+) -> list[ChunkDraft]:
+    """Split `text` into windows of at most `size` tokens, overlapping by about `overlap`.
+
+    `spans` are the tokens' character offsets from the embedder's tokenizer, so chunk
+    lengths are measured in the tokens the embedder will actually see. A window is cut
+    back to the last sentence end in its final third when there is one.
+    """
+    if size <= 0 or not 0 <= overlap < size:
+        raise ValueError("need size > 0 and 0 <= overlap < size")
+    if not spans:
+        return []
+    chunks: list[ChunkDraft] = []
+    start = 0
+    n = len(spans)
+    while start < n:
+        end = min(start + size, n)
+        if end < n:
+            end = _sentence_end(text, spans, start, end)
+        a, b = spans[start][0], spans[end - 1][1]
+        piece = text[a:b]
+        chunks.append(ChunkDraft(piece, a, b, end - start))
+        if end >= n:
+            break
+        start = max(end - overlap, start + 1)
+    return chunks
+
+
+def _sentence_end(text: str, spans: list[tuple[int, int]], start: int, end: int) -> int:
+    floor = start + (end - start) * 2 // 3
+    for i in range(end - 1, floor, -1):
+        gap = text[spans[i][1] : spans[i + 1][0]]
+        token = text[spans[i][0] : spans[i][1]]
+        if "\n" in gap or (gap and token[-1:] in ".?!"):
+            return i + 1
+    return end

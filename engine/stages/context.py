@@ -1,0 +1,57 @@
+"""What every stage receives: the store, an event sink, the project and a stop flag."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from engine import paths
+from engine.events import Event, Progress, Sink
+from engine.store.records import Project
+
+
+class Interrupted(Exception):
+    """Raised by a stage at a safe point after a stop was requested (SIGTERM, Ctrl-C)."""
+
+
+@dataclass
+class Context:
+    db: Database
+    emit: Sink
+    project: Project | None = None
+    run_id: int | None = None
+    threads: int = 1
+    stop_flag: threading.Event = field(default_factory=threading.Event)
+
+    def should_stop(self) -> bool:
+        return self.stop_flag.is_set()
+
+    def check_stop(self) -> None:
+        if self.stop_flag.is_set():
+            raise Interrupted()
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.emit({"event": "log", "level": level, "message": message})
+
+    def result(self, data: object) -> None:
+        self.emit({"event": "result", "data": data})
+
+    def progress(self, stage: str, total: int | None, unit: str, done: int = 0) -> Progress:
+        progress = Progress(self.emit, stage, total, unit, done)
+        self.emit(progress.snapshot())
+        return progress
+
+    def need_project(self) -> Project:
+        if self.project is None:
+            raise RuntimeError("this stage needs a project")
+        return self.project
+
+    @property
+    def workdir(self) -> Path:
+        return paths.project_dir(self.need_project().name)
+
+    def send(self, event: Event) -> None:
+        self.emit(event)

@@ -1,0 +1,115 @@
+"""Finding and reading corpus files; every unusable file is skipped with a reason."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import Problem
+
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+JSONL_SUFFIXES = (".jsonl",)
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RawDocument:
+    source: str
+    title: str
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def discover(paths: list[Path]) -> tuple[list[Path], list[Problem]]:
+    """Expand folders (recursively, hidden entries skipped) into supported files, sorted."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for path in paths:
+        if not path.exists():
+            problems.append(Problem(str(path), None, None, "no such file or folder"))
+        elif path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            supported = [p for p in found if p.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES]
+            if not supported:
+                problems.append(Problem(str(path), None, None, "folder holds no .txt, .md or .jsonl files"))
+            files += supported
+        elif path.suffix.lower() not in TEXT_SUFFIXES + JSONL_SUFFIXES:
+            problems.append(Problem(str(path), None, None, "unsupported file type (use .txt, .md or .jsonl)"))
+        else:
+            files.append(path)
+    unique = list(dict.fromkeys(p.resolve() for p in files))
+    return unique, problems
+
+
+def _decode(path: Path) -> tuple[str | None, Problem | None]:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, Problem(str(path), None, None, f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, Problem(str(path), None, None, f"unreadable: {exc.strerror or exc}")
+    if b"\x00" in data[:8192]:
+        return None, Problem(str(path), None, None, "binary file (NUL bytes), not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return None, Problem(str(path), line, None, f"not UTF-8 (bad byte at offset {exc.start})")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        return None, Problem(str(path), None, None, "empty file")
+    return text, None
+
+
+def _title_of(text: str, fallback: str) -> str:
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip()
+        if line:
+            return line[:120]
+    return fallback
+
+
+def read_documents(path: Path) -> Iterator[RawDocument | Problem]:
+    """Yield the documents in one file, or Problems for what had to be skipped."""
+    text, problem = _decode(path)
+    if problem or text is None:
+        yield problem or Problem(str(path), None, None, "unreadable")
+        return
+    if path.suffix.lower() not in JSONL_SUFFIXES:
+        yield RawDocument(str(path), _title_of(text, path.stem), text.strip())
+        return
+    good = 0
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Problem(str(path), lineno, None, f"invalid JSON: {exc.msg}")
+            continue
+        if not isinstance(record, dict):
+            yield Problem(str(path), lineno, None, "expected a JSON object with a 'text' field")
+            continue
+        body = record.get("text")
+        if not isinstance(body, str):
+            why = "missing" if body is None else f"must be text, got {type(body).__name__}"
+            yield Problem(str(path), lineno, "text", why)
+            continue
+        if not body.strip():
+            yield Problem(str(path), lineno, "text", "is empty")
+            continue
+        title = record.get("title") if isinstance(record.get("title"), str) else ""
+        good += 1
+        yield RawDocument(f"{path}:{lineno}", title or _title_of(body, f"{path.stem}:{lineno}"), body.strip())
+    if not good:
+        yield Problem(str(path), None, None, "no usable lines (each needs a non-empty 'text')")

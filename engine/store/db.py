@@ -1,0 +1,38 @@
+"""Opening the one SQLite database: pragmas first, then pending migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from engine import paths
+from engine.errors import UserError
+from engine.store.migrations import migrations
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def open_store(path: Path | None = None) -> Database:
+    """Open (creating if needed) the store with WAL, foreign keys and a busy timeout.
+
+    One connection per thread or process; callers must not share it across threads.
+    """
+    path = path or paths.db_path()
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db = Database(conn)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        migrations.apply(db)
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"cannot open the store at {path}: {exc}") from exc
+    return db
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

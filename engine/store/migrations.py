@@ -1,0 +1,98 @@
+"""Append-only schema history. Never edit a migration that has shipped; add a new one."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("selfspec")
+
+
+def _run(db: Database, *statements: str) -> None:
+    for sql in statements:
+        db.execute(sql)
+
+
+@migrations(name="m001_initial")
+def m001_initial(db: Database) -> None:
+    _run(
+        db,
+        """CREATE TABLE projects (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            domain TEXT NOT NULL,
+            base_model TEXT NOT NULL,
+            settings TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE seed_sets (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            UNIQUE (project_id, name)
+        )""",
+        """CREATE TABLE seeds (
+            id INTEGER PRIMARY KEY,
+            set_id INTEGER NOT NULL REFERENCES seed_sets(id) ON DELETE CASCADE,
+            instruction TEXT NOT NULL,
+            input TEXT NOT NULL DEFAULT '',
+            output TEXT NOT NULL,
+            task_type TEXT NOT NULL DEFAULT 'general',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (set_id, instruction, input)
+        )""",
+        "CREATE INDEX seeds_by_set ON seeds(set_id)",
+        """CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            sha256 TEXT NOT NULL,
+            chars INTEGER NOT NULL,
+            imported_at TEXT NOT NULL,
+            UNIQUE (project_id, sha256)
+        )""",
+        """CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            char_start INTEGER NOT NULL,
+            char_end INTEGER NOT NULL,
+            n_tokens INTEGER NOT NULL,
+            UNIQUE (document_id, ordinal)
+        )""",
+        "CREATE INDEX chunks_by_project ON chunks(project_id)",
+        """CREATE TABLE chunk_vectors (
+            chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL
+        )""",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER REFERENCES projects(id) ON DELETE CASCADE,
+            stage TEXT NOT NULL,
+            config TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL,
+            pid INTEGER,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            counts TEXT NOT NULL DEFAULT '{}',
+            error TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX runs_by_project ON runs(project_id, id)",
+        """CREATE TABLE models (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('gguf', 'hf')),
+            path TEXT NOT NULL,
+            architecture TEXT NOT NULL,
+            info TEXT NOT NULL DEFAULT '{}',
+            added_at TEXT NOT NULL
+        )""",
+    )

@@ -1,0 +1,103 @@
+"""Projects: a name, a domain, a base model and free-form settings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from typing import Any
+
+from sqlite_utils import Database
+
+from engine import paths
+from engine.errors import UserError
+from engine.store.db import now
+from engine.store.records import Project, loads
+
+
+def _row(row: dict[str, Any]) -> Project:
+    return Project(
+        id=row["id"],
+        name=row["name"],
+        domain=row["domain"],
+        base_model=row["base_model"],
+        settings=loads(row["settings"]),
+        created_at=row["created_at"],
+    )
+
+
+def create(
+    db: Database, name: str, domain: str, base_model: str, settings: dict[str, Any] | None = None
+) -> Project:
+    paths.validate_project_name(name)
+    domain = domain.strip()
+    if not domain:
+        raise UserError("a project needs a domain, e.g. 'biomedicine'")
+    if not base_model.strip():
+        raise UserError("a project needs a base model")
+    try:
+        with db.atomic():
+            db.execute(
+                "INSERT INTO projects (name, domain, base_model, settings, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [name, domain, base_model, json.dumps(settings or {}), now()],
+            )
+    except sqlite3.IntegrityError:
+        raise UserError(f"a project named {name!r} already exists") from None
+    paths.project_dir(name).mkdir(parents=True, exist_ok=True)
+    return get(db, name)
+
+
+def get(db: Database, name: str) -> Project:
+    rows = list(db.query("SELECT * FROM projects WHERE name = ?", [name]))
+    if not rows:
+        raise UserError(f"no project named {name!r} (see: selfspec-tui project list)")
+    return _row(rows[0])
+
+
+def find(db: Database, name: str) -> Project | None:
+    rows = list(db.query("SELECT * FROM projects WHERE name = ?", [name]))
+    return _row(rows[0]) if rows else None
+
+
+def list_all(db: Database) -> list[Project]:
+    return [_row(r) for r in db.query("SELECT * FROM projects ORDER BY name")]
+
+
+def update_settings(db: Database, name: str, changes: dict[str, Any]) -> Project:
+    project = get(db, name)
+    merged = {**project.settings, **changes}
+    with db.atomic():
+        db.execute("UPDATE projects SET settings = ? WHERE id = ?", [json.dumps(merged), project.id])
+    return get(db, name)
+
+
+def delete(db: Database, name: str) -> None:
+    """Delete the project's rows (cascading) and then its folder."""
+    project = get(db, name)
+    with db.atomic():
+        db.execute("DELETE FROM projects WHERE id = ?", [project.id])
+    folder = paths.project_dir(name)
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def summary(db: Database, project: Project) -> dict[str, int]:
+    """Counts shown on the project dashboard."""
+
+    def one(sql: str) -> int:
+        return int(next(iter(db.execute(sql, [project.id]).fetchone()), 0) or 0)
+
+    return {
+        "seed_sets": one("SELECT count(*) FROM seed_sets WHERE project_id = ?"),
+        "seeds": one(
+            "SELECT count(*) FROM seeds JOIN seed_sets s ON s.id = seeds.set_id"
+            " WHERE s.project_id = ?"
+        ),
+        "documents": one("SELECT count(*) FROM documents WHERE project_id = ?"),
+        "chunks": one("SELECT count(*) FROM chunks WHERE project_id = ?"),
+        "embedded": one(
+            "SELECT count(*) FROM chunk_vectors v JOIN chunks c ON c.id = v.chunk_id"
+            " WHERE c.project_id = ?"
+        ),
+    }

@@ -1,0 +1,95 @@
+"""Runs of engine stages: what ran, with which config, how it ended."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from sqlite_utils import Database
+
+from engine.store.db import now
+from engine.store.records import Run, loads
+
+ACTIVE = "running"
+ENDED = ("finished", "failed", "interrupted")
+
+
+def _run(row: dict[str, Any]) -> Run:
+    return Run(
+        id=row["id"],
+        project_id=row["project_id"],
+        stage=row["stage"],
+        config=loads(row["config"]),
+        status=row["status"],
+        pid=row["pid"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        counts=loads(row["counts"]),
+        error=row["error"],
+    )
+
+
+def start(db: Database, project_id: int | None, stage: str, config: dict[str, Any]) -> int:
+    with db.atomic():
+        cur = db.execute(
+            "INSERT INTO runs (project_id, stage, config, status, pid, started_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [project_id, stage, json.dumps(config, sort_keys=True), ACTIVE, os.getpid(), now()],
+        )
+    return int(cur.lastrowid or 0)
+
+
+def update_counts(db: Database, run_id: int, counts: dict[str, Any]) -> None:
+    with db.atomic():
+        db.execute("UPDATE runs SET counts = ? WHERE id = ?", [json.dumps(counts), run_id])
+
+
+def end(
+    db: Database, run_id: int, status: str, counts: dict[str, Any] | None = None, error: str = ""
+) -> None:
+    assert status in ENDED
+    with db.atomic():
+        db.execute(
+            "UPDATE runs SET status = ?, ended_at = ?, error = ?, counts = coalesce(?, counts)"
+            " WHERE id = ?",
+            [status, now(), error, json.dumps(counts) if counts is not None else None, run_id],
+        )
+
+
+def get(db: Database, run_id: int) -> Run | None:
+    rows = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+    return _run(rows[0]) if rows else None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_dead(db: Database) -> int:
+    """Mark runs whose process vanished (kill -9, power loss) as interrupted."""
+    dead = [
+        r["id"] for r in db.query("SELECT id, pid FROM runs WHERE status = ?", [ACTIVE])
+        if not _alive(r["pid"])
+    ]
+    for run_id in dead:
+        end(db, run_id, "interrupted", error="the engine process disappeared")
+    return len(dead)
+
+
+def list_runs(db: Database, project_id: int | None = None, limit: int = 50) -> list[Run]:
+    if project_id is None:
+        rows = db.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", [limit])
+    else:
+        rows = db.query(
+            "SELECT * FROM runs WHERE project_id = ? ORDER BY id DESC LIMIT ?", [project_id, limit]
+        )
+    return [_run(r) for r in rows]

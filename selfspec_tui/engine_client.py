@@ -1,0 +1,141 @@
+"""Talks to `python -m engine` children: one-shot runs that stream events, and a search session.
+
+The front end never runs ML code itself: a crash or OOM in the child cannot take the UI down,
+and cancelling is a real SIGTERM that the engine answers with an `interrupted` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Event = dict[str, Any]
+OnEvent = Callable[[Event], Awaitable[None] | None]
+STDERR_TAIL = 40
+
+
+def engine_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine", "--format", "json", *args]
+
+
+@dataclass
+class RunOutcome:
+    code: int
+    last: Event | None
+    stderr_tail: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        if self.last and self.last.get("event") == "failed":
+            return str(self.last.get("error", "failed"))
+        if self.last and self.last.get("event") == "interrupted":
+            return "cancelled; run it again to resume"
+        if self.code not in (0, 3) and not self.last:
+            tail = " | ".join(self.stderr_tail[-3:])
+            return f"engine exited with code {self.code}" + (f": {tail}" if tail else "")
+        return "done"
+
+
+class EngineRun:
+    """One child process; `events()` drives it and hands every event to a callback."""
+
+    def __init__(self, *args: str) -> None:
+        self.argv = engine_argv(*args)
+        self.proc: asyncio.subprocess.Process | None = None
+        self._stderr: list[str] = []
+
+    async def run(self, on_event: OnEvent) -> RunOutcome:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        drain = asyncio.create_task(self._drain_stderr())
+        last: Event | None = None
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue  # stray output from a library; events are whole JSON lines
+            if event.get("event") in ("finished", "failed", "interrupted"):
+                last = event
+            maybe = on_event(event)
+            if asyncio.iscoroutine(maybe):
+                await maybe
+        code = await self.proc.wait()
+        await drain
+        return RunOutcome(code, last, self._stderr[-STDERR_TAIL:])
+
+    async def _drain_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            self._stderr.append(raw.decode("utf-8", "replace").rstrip())
+            del self._stderr[:-STDERR_TAIL]
+
+    def cancel(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+
+class SearchSession:
+    """A long-lived `corpus serve` child: embedder and index stay loaded between queries."""
+
+    def __init__(self, project: str) -> None:
+        self.project = project
+        self.proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            *engine_argv("corpus", "serve", "--project", self.project),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        while True:
+            event = await self._next_event()
+            if event.get("event") == "ready":
+                return
+            if event.get("event") in ("failed", "eof"):
+                raise RuntimeError(event.get("error", "search engine did not start"))
+
+    async def _next_event(self) -> Event:
+        assert self.proc is not None and self.proc.stdout is not None
+        while True:
+            raw = await self.proc.stdout.readline()
+            if not raw:
+                return {"event": "eof", "error": "the search process exited"}
+            try:
+                return dict(json.loads(raw))
+            except ValueError:
+                continue
+
+    async def query(self, text: str, k: int = 5) -> list[Event]:
+        """Top passages for `text`; raises RuntimeError with the engine's message on failure."""
+        async with self._lock:
+            if self.proc is None or self.proc.returncode is not None:
+                await self.start()
+            assert self.proc is not None and self.proc.stdin is not None
+            self.proc.stdin.write((json.dumps({"query": text, "k": k}) + "\n").encode())
+            await self.proc.stdin.drain()
+            while True:
+                event = await self._next_event()
+                if event.get("event") == "result":
+                    return list(event["data"]["hits"])
+                if event.get("event") == "log" and event.get("level") == "error":
+                    raise RuntimeError(str(event.get("message")))
+                if event.get("event") in ("failed", "eof"):
+                    raise RuntimeError(str(event.get("error")))
+
+    async def close(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 3)
+            except asyncio.TimeoutError:
+                self.proc.kill()

@@ -1,0 +1,1 @@
+"""One screen per file; modals live in modals.py."""

@@ -1,0 +1,137 @@
+"""Small dialogs: confirm, new project, path entry, seed editor. Each returns a value on dismiss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, TextArea
+
+from engine.errors import ValidationError
+from engine.paths import validate_project_name
+from engine.errors import UserError
+from engine.schema import check_seed
+
+
+class ConfirmModal(ModalScreen[bool]):
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, id="question")
+            with Horizontal(classes="buttons"):
+                yield Button("Yes (y)", variant="error", id="yes")
+                yield Button("No (n)", id="no")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class NewProjectModal(ModalScreen[dict[str, str] | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Create")]
+
+    def __init__(self, models: list[str]) -> None:
+        super().__init__()
+        self.models = models
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("New project", classes="title")
+            yield Input(placeholder="name (lowercase, digits, - or _)", id="name")
+            yield Input(placeholder="domain, e.g. biomedicine", id="domain")
+            yield Select([(m, m) for m in self.models], value=self.models[0], allow_blank=False, id="model")
+            yield Label("", id="error", classes="error")
+            yield Label("enter: next field   ctrl+s: create   esc: cancel", classes="hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "name":
+            self.query_one("#domain", Input).focus()
+        else:
+            self.action_submit()
+
+    def action_submit(self) -> None:
+        name = self.query_one("#name", Input).value.strip()
+        domain = self.query_one("#domain", Input).value.strip()
+        try:
+            validate_project_name(name)
+            if not domain:
+                raise UserError("a domain is needed, e.g. 'biomedicine'")
+        except UserError as exc:
+            self.query_one("#error", Label).update(str(exc))
+            return
+        model = str(self.query_one("#model", Select).value)
+        self.dismiss({"name": name, "domain": domain, "base_model": model})
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class PathModal(ModalScreen[str | None]):
+    """Asks for a file or folder path."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, placeholder: str = "path to a file or folder") -> None:
+        super().__init__()
+        self.title_text, self.placeholder = title, placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="title")
+            yield Input(placeholder=self.placeholder, id="path")
+            yield Label("enter: import   esc: cancel", classes="hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        value = event.value.strip()
+        self.dismiss(value or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class SeedModal(ModalScreen[dict[str, Any] | None]):
+    """Add or edit one seed; validated with the same rules as every importer."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
+
+    def __init__(self, title: str, values: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.values = values or {}
+
+    def compose(self) -> ComposeResult:
+        v = self.values
+        with Vertical(classes="dialog wide"):
+            yield Label(self.title_text, classes="title")
+            yield Label("instruction")
+            yield TextArea(v.get("instruction", ""), id="instruction", classes="short")
+            yield Label("input (may be empty)")
+            yield TextArea(v.get("input", ""), id="input", classes="short")
+            yield Label("output")
+            yield TextArea(v.get("output", ""), id="output", classes="short")
+            yield Label("task type")
+            yield Input(v.get("task_type", "general"), id="task_type")
+            yield Label("", id="error", classes="error")
+            yield Label("tab: next field   ctrl+s: save   esc: cancel", classes="hint")
+
+    def action_save(self) -> None:
+        fields = {k: self.query_one(f"#{k}", TextArea).text for k in ("instruction", "input", "output")}
+        fields["task_type"] = self.query_one("#task_type", Input).value.strip()
+        _, problems = check_seed(fields, "seed", None)
+        if problems:
+            self.query_one("#error", Label).update(str(ValidationError(problems)))
+            return
+        self.dismiss(fields)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

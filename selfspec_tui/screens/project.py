@@ -1,0 +1,68 @@
+"""A project's dashboard: what it holds, recent runs, and keys to each stage's screen."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from engine.store import projects, runs
+
+
+class ProjectScreen(Screen[None]):
+    BINDINGS = [
+        Binding("s", "seeds", "Seeds"),
+        Binding("c", "corpus", "Corpus"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("escape,b", "app.pop_screen", "Back"),
+    ]
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.project_name = name
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="overview", classes="screen-title")
+        yield Static("", id="counts")
+        yield Static("Recent runs", classes="section")
+        yield DataTable(id="runs", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#runs", DataTable).add_columns("id", "stage", "status", "started", "ended", "note")
+        self.action_refresh()
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        db = self.app.db  # type: ignore[attr-defined]
+        p = projects.get(db, self.project_name)
+        s = projects.summary(db, p)
+        self.query_one("#overview", Static).update(
+            f"{p.name}  ·  domain: {p.domain}  ·  base model: {p.base_model}"
+        )
+        self.query_one("#counts", Static).update(
+            f"seeds: {s['seeds']} in {s['seed_sets']} set(s)    documents: {s['documents']}"
+            f"    chunks: {s['chunks']} ({s['embedded']} embedded)"
+        )
+        runs.reap_dead(db)
+        table = self.query_one("#runs", DataTable)
+        table.clear()
+        for r in runs.list_runs(db, p.id, limit=20):
+            note = r.error or ", ".join(f"{k}={v}" for k, v in list(r.counts.items())[:4])
+            if r.status == "interrupted":
+                note = "interrupted: rerun the same import to resume. " + note
+            table.add_row(str(r.id), r.stage, r.status, r.started_at, r.ended_at or "", note[:80])
+
+    def action_seeds(self) -> None:
+        from selfspec_tui.screens.seeds import SeedsScreen
+
+        self.app.push_screen(SeedsScreen(self.project_name))
+
+    def action_corpus(self) -> None:
+        from selfspec_tui.screens.corpus import CorpusScreen
+
+        self.app.push_screen(CorpusScreen(self.project_name))
