@@ -20,7 +20,8 @@ def _project_create(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
     from engine.store import projects
 
     models.resolve(ctx.db, a.base_model)
-    p = projects.create(ctx.db, a.name, a.domain, a.base_model)
+    settings = {"embedder": a.embedder} if a.embedder else {}
+    p = projects.create(ctx.db, a.name, a.domain, a.base_model, settings)
     return {"created": p.name, "domain": p.domain, "base_model": p.base_model}
 
 
@@ -209,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("--domain", required=True)
     c.add_argument("--base-model", default=DEFAULT_MODEL)
+    c.add_argument("--embedder", help="sentence-transformers folder (default: all-MiniLM-L6-v2)")
     proj.add_parser("list", help="list projects")
     d = proj.add_parser("delete", help="delete a project and its files")
     d.add_argument("name")
@@ -261,10 +263,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_libraries() -> None:
+    """Offline, and library chatter (progress bars, warnings) to the log file, not the terminal."""
+    import logging
+
+    from engine import paths
+
+    for key, value in {
+        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    }.items():
+        os.environ.setdefault(key, value)
+    try:
+        log_dir = paths.home() / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(log_dir / "engine.log", encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.captureWarnings(True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
     args = build_parser().parse_args(argv)
     key = f"{args.group} {args.cmd}" if getattr(args, "cmd", None) else args.group
     handler, needs_project, record = COMMANDS[key]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import time
 
 import numpy as np
 
@@ -20,6 +22,9 @@ class HashEmbedder:
         return [(m.start(), m.end()) for m in _WORD.finditer(text)]
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        delay = float(os.environ.get("SELFSPEC_FAKE_EMBED_DELAY", "0") or 0)
+        if delay:
+            time.sleep(delay)  # lets tests interrupt a run mid-way
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):

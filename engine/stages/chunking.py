@@ -31,8 +31,31 @@ def chunk_text(
         chunks.append(ChunkDraft(piece, a, b, end - start))
         if end >= n:
             break
-        start = max(end - overlap, start + 1)
+        start = _next_start(text, spans, max(end - overlap, start + 1), end)
     return chunks
+
+
+def _boundary_before(text: str, spans: list[tuple[int, int]], i: int) -> str:
+    """'sentence', 'word' or '' for the position just before token i."""
+    if i == 0:
+        return "sentence"
+    gap = text[spans[i - 1][1] : spans[i][0]]
+    if not gap:
+        return ""
+    if "\n" in gap or text[spans[i - 1][1] - 1] in ".?!":
+        return "sentence"
+    return "word"
+
+
+def _next_start(text: str, spans: list[tuple[int, int]], lo: int, end: int) -> int:
+    """Start the overlap at a sentence start if one is in range, else at a whole word."""
+    for i in range(lo, end):
+        if _boundary_before(text, spans, i) == "sentence":
+            return i
+    i = lo
+    while i > 0 and _boundary_before(text, spans, i) == "" and i > lo - 8:
+        i -= 1
+    return i if _boundary_before(text, spans, i) else lo
 
 
 def _sentence_end(text: str, spans: list[tuple[int, int]], start: int, end: int) -> int:

@@ -57,14 +57,9 @@ def known_names(db: Database) -> list[str]:
 
 
 def _transformers_types() -> tuple[set[str], set[str]]:
-    """Model types transformers knows, and the GGUF architectures it can load for training."""
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from engine.backends.hf_support import transformers_types
 
-    try:
-        from transformers.integrations.ggml import GGUF_SUPPORTED_ARCHITECTURES as gguf_archs
-    except ImportError:  # older transformers
-        gguf_archs = []
-    return set(CONFIG_MAPPING_NAMES), {a.replace("-", "_") for a in gguf_archs}
+    return transformers_types()
 
 
 def inspect_gguf(path: Path) -> dict[str, Any]:

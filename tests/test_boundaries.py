@@ -1,0 +1,42 @@
+"""The TUI never loads the ML stack; the engine never loads the front end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+HEAVY = ["torch", "transformers", "peft", "bitsandbytes", "llama_cpp", "sentence_transformers", "hnswlib"]
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, cwd=ROOT, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_front_end_and_store_import_no_ml_stack() -> None:
+    loaded = _modules_after("import selfspec_tui.app, selfspec_tui.__main__, engine.store, engine.schema")
+    assert "textual" in loaded  # the probe really imported the front end
+    assert not [m for m in HEAVY if m in loaded]
+    assert not [m for m in loaded if m.startswith(("engine.stages", "engine.backends"))]
+
+
+def test_engine_cli_imports_no_front_end_or_ml_stack_at_start() -> None:
+    loaded = _modules_after("import engine.cli, engine.runner")
+    assert not [m for m in loaded if m.split(".")[0] in ("textual", "selfspec_tui", "rich")]
+    assert not [m for m in HEAVY if m in loaded]
+
+
+def test_import_linter_contracts_hold() -> None:
+    exe = shutil.which("lint-imports", path=str(ROOT / ".venv" / "bin")) or shutil.which("lint-imports")
+    if exe is None:
+        pytest.fail("import-linter is not installed (pip install .[dev])")
+    result = subprocess.run([exe], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 kept, 0 broken" in result.stdout
