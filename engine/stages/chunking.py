@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from engine.store.corpus import ChunkDraft
 
-
-
 def chunk_text(
     text: str, spans: list[tuple[int, int]], size: int = 160, overlap: int = 32
 ) -> list[ChunkDraft]:
@@ -31,9 +29,8 @@ def chunk_text(
         chunks.append(ChunkDraft(piece, a, b, end - start))
         if end >= n:
             break
-        start = _next_start(text, spans, max(end - overlap, start + 1), end)
+        start = _next_start(text, spans, max(end - overlap, start + 1), end, floor=start + 1)
     return chunks
-
 
 def _boundary_before(text: str, spans: list[tuple[int, int]], i: int) -> str:
     """'sentence', 'word' or '' for the position just before token i."""
@@ -46,23 +43,22 @@ def _boundary_before(text: str, spans: list[tuple[int, int]], i: int) -> str:
         return "sentence"
     return "word"
 
-
-def _next_start(text: str, spans: list[tuple[int, int]], lo: int, end: int) -> int:
-    """Start the overlap at a sentence start if one is in range, else at a whole word."""
-    for i in range(lo, end):
-        if _boundary_before(text, spans, i) == "sentence":
-            return i
+def _next_start(text: str, spans: list[tuple[int, int]], lo: int, end: int, floor: int) -> int:
+    """Start the overlap at the sentence start nearest to `lo` (looking back up to twice the
+    overlap), else at the start of a whole word."""
+    reach = max(floor, lo - (end - lo))
+    starts = [i for i in range(reach, end) if _boundary_before(text, spans, i) == "sentence"]
+    if starts:
+        return min(starts, key=lambda i: abs(i - lo))
     i = lo
-    while i > 0 and _boundary_before(text, spans, i) == "" and i > lo - 8:
+    while i > max(floor, lo - 8) and _boundary_before(text, spans, i) == "":
         i -= 1
     return i if _boundary_before(text, spans, i) else lo
 
-
 def _sentence_end(text: str, spans: list[tuple[int, int]], start: int, end: int) -> int:
+    """Cut the window back to the last sentence end in its final third, if there is one."""
     floor = start + (end - start) * 2 // 3
-    for i in range(end - 1, floor, -1):
-        gap = text[spans[i][1] : spans[i + 1][0]]
-        token = text[spans[i][0] : spans[i][1]]
-        if "\n" in gap or (gap and token[-1:] in ".?!"):
-            return i + 1
+    for i in range(end, floor, -1):
+        if _boundary_before(text, spans, i) == "sentence":
+            return i
     return end
