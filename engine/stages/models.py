@@ -165,6 +165,7 @@ def register(db: Database, path: Path, name: str | None = None) -> ModelRecord:
     path = path.expanduser()
     if not path.exists():
         raise UserError(f"{path}: no such file or folder")
+    given = path
     path = path.resolve()
     if path.is_dir():
         kind, info = "hf", inspect_hf(path)
@@ -172,7 +173,7 @@ def register(db: Database, path: Path, name: str | None = None) -> ModelRecord:
         kind, info = "gguf", inspect_gguf(path)
     else:
         raise UserError(f"{path}: expected a .gguf file or a Hugging Face model folder")
-    name = name or (path.stem if kind == "gguf" else path.name)
+    name = name or (given.stem if kind == "gguf" else given.name)
     name = name.lower()
     if not _NAME_RE.match(name):
         raise UserError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (pass --name)")

@@ -61,11 +61,14 @@ class SeedsScreen(Screen[None]):
         ttype = self.query_one("#task_type", Input).value.strip()
         found = seeds.list_seeds(db, self.project, text, ttype)
         table = self.query_one(DataTable)
+        keep = self._selected()
         table.clear()
         self._rows = {}
         for s in found:
             self._rows[str(s.id)] = s
             table.add_row(str(s.id), s.set_name, s.task_type, " ".join(s.instruction.split())[:90], key=str(s.id))
+        if keep is not None and str(keep.id) in self._rows:
+            table.move_cursor(row=table.get_row_index(str(keep.id)))
         types = ", ".join(f"{t} {n}" for t, n in seeds.task_types(db, self.project))
         self.query_one("#title", Static).update(
             f"Seeds of {self.project_name}: {len(found)} shown" + (f"   [{types}]" if types else "")
