@@ -13,7 +13,7 @@ from engine.stages.context import Context
 from engine.stages.corpus import Searcher, import_corpus
 from engine.stages.models import DEFAULT_MODEL, resolve
 from engine.stages.seeds_io import read_seed_file
-from engine.store import projects, seeds
+from engine.store import projects, runs, seeds
 
 DEMO_QUERY = "How do ACE inhibitors lower blood pressure?"
 
@@ -27,6 +27,8 @@ def run_demo(ctx: Context, name: str = "demo", reset: bool = False) -> dict[str,
         ctx.db, name, "biomedicine", DEFAULT_MODEL, {"demo": True}
     )
     ctx.project = project
+    if ctx.run_id:
+        runs.attach_project(ctx.db, ctx.run_id, project.id)
     ctx.log(f"project {name!r}: base model {DEFAULT_MODEL} ({model_path.name})")
 
     drafts = read_seed_file(shipped / "biomedicine.jsonl")

@@ -93,3 +93,9 @@ def list_runs(db: Database, project_id: int | None = None, limit: int = 50) -> l
             "SELECT * FROM runs WHERE project_id = ? ORDER BY id DESC LIMIT ?", [project_id, limit]
         )
     return [_run(r) for r in rows]
+
+
+def attach_project(db: Database, run_id: int, project_id: int) -> None:
+    """For runs that create their project (the demo): file the run under it."""
+    with db.atomic():
+        db.execute("UPDATE runs SET project_id = ? WHERE id = ?", [project_id, run_id])
