@@ -88,8 +88,10 @@ def main() -> None:
         base, t_base, _ = build(items, "fake-hash", Path(b))
         r1, r3 = quality(real, items)
         b1, b3 = quality(base, items)
-        print(f"corpus: {len(items)} PubMedQA abstracts -> {n_chunks} chunks; import+embed+index {t_real:.1f}s"
-              f" ({n_chunks / t_real:.1f} chunks/s)")
+        print(
+            f"corpus: {len(items)} PubMedQA abstracts -> {n_chunks} chunks; import+embed+index {t_real:.1f}s"
+            f" ({n_chunks / t_real:.1f} chunks/s)"
+        )
         print(f"hit@1  MiniLM {r1:.3f}  hashed-BoW {b1:.3f}  ratio {r1 / max(b1, 1e-9):.2f}x")
         print(f"hit@3  MiniLM {r3:.3f}  hashed-BoW {b3:.3f}  ratio {r3 / max(b3, 1e-9):.2f}x")
         vecs = np.stack([real.index._index.get_items([i])[0] for i in sorted(real.index.ids())]).astype(np.float32)
@@ -100,8 +102,10 @@ def main() -> None:
     near = clustered[:100] + 0.1 * rng.normal(size=(100, 384)).astype(np.float32)
     for label, data, q in (("corpus", vecs, queries), ("50k clustered", clustered, near)):
         t_h, t_e, recall = speed(data, q)
-        print(f"search {label:>13}: hnswlib {t_h * 1e3:.3f} ms  exact {t_e * 1e3:.3f} ms"
-              f"  speedup {t_e / t_h:.1f}x  recall@5 {recall:.3f}")
+        print(
+            f"search {label:>13}: hnswlib {t_h * 1e3:.3f} ms  exact {t_e * 1e3:.3f} ms"
+            f"  speedup {t_e / t_h:.1f}x  recall@5 {recall:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,14 @@ def _project_list(ctx: Context, a: argparse.Namespace) -> None:
     for p in projects.list_all(ctx.db):
         s = projects.summary(ctx.db, p)
         rows.append([p.name, p.domain, p.base_model, s["seeds"], s["documents"], s["chunks"]])
-    ctx.result({"view": "table", "header": ["name", "domain", "base model", "seeds", "docs", "chunks"],
-                "rows": rows, "empty": "no projects yet (selfspec-tui project create NAME --domain D)"})
+    ctx.result(
+        {
+            "view": "table",
+            "header": ["name", "domain", "base model", "seeds", "docs", "chunks"],
+            "rows": rows,
+            "empty": "no projects yet (selfspec-tui project create NAME --domain D)",
+        }
+    )
 
 
 def _project_delete(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
@@ -71,8 +77,9 @@ def _seeds_list(ctx: Context, a: argparse.Namespace) -> None:
 
     found = seeds.list_seeds(ctx.db, ctx.need_project(), a.grep or "", a.task_type or "", a.set or "")
     rows = [[s.id, s.set_name, s.task_type, render.clip(s.instruction, 70)] for s in found]
-    ctx.result({"view": "table", "header": ["id", "set", "task type", "instruction"], "rows": rows,
-                "empty": "no seeds match"})
+    ctx.result(
+        {"view": "table", "header": ["id", "set", "task type", "instruction"], "rows": rows, "empty": "no seeds match"}
+    )
 
 
 def _corpus_import(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
@@ -97,8 +104,14 @@ def _corpus_list(ctx: Context, a: argparse.Namespace) -> None:
 
     docs = corpus.list_documents(ctx.db, ctx.need_project())
     rows = [[d.id, render.clip(d.title, 40), d.n_chunks, d.chars, d.source] for d in docs]
-    ctx.result({"view": "table", "header": ["id", "title", "chunks", "chars", "source"], "rows": rows,
-                "empty": "no documents yet (selfspec-tui corpus import --project P PATH)"})
+    ctx.result(
+        {
+            "view": "table",
+            "header": ["id", "title", "chunks", "chars", "source"],
+            "rows": rows,
+            "empty": "no documents yet (selfspec-tui corpus import --project P PATH)",
+        }
+    )
 
 
 def _corpus_search(ctx: Context, a: argparse.Namespace) -> None:
@@ -135,8 +148,10 @@ def _models_add(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
 def _models_list(ctx: Context, a: argparse.Namespace) -> None:
     from engine.stages.models import describe_all
 
-    rows = [[m["name"], m["kind"], m["architecture"], "yes" if m["present"] else "MISSING", m["path"]]
-            for m in describe_all(ctx.db)]
+    rows = [
+        [m["name"], m["kind"], m["architecture"], "yes" if m["present"] else "MISSING", m["path"]]
+        for m in describe_all(ctx.db)
+    ]
     ctx.result({"view": "table", "header": ["name", "kind", "arch", "present", "path"], "rows": rows})
 
 
@@ -159,10 +174,18 @@ def _runs_list(ctx: Context, a: argparse.Namespace) -> None:
     from engine.store import projects, runs
 
     pid = projects.get(ctx.db, a.project).id if a.project else None
-    rows = [[r.id, r.stage, r.status, r.started_at, r.ended_at or "", render.clip(r.error, 40)]
-            for r in runs.list_runs(ctx.db, pid)]
-    ctx.result({"view": "table", "header": ["id", "stage", "status", "started", "ended", "error"],
-                "rows": rows, "empty": "no runs yet"})
+    rows = [
+        [r.id, r.stage, r.status, r.started_at, r.ended_at or "", render.clip(r.error, 40)]
+        for r in runs.list_runs(ctx.db, pid)
+    ]
+    ctx.result(
+        {
+            "view": "table",
+            "header": ["id", "stage", "status", "started", "ended", "error"],
+            "rows": rows,
+            "empty": "no runs yet",
+        }
+    )
 
 
 def _demo(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
@@ -197,8 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.stages.models import DEFAULT_MODEL
 
     p = argparse.ArgumentParser(prog="selfspec-tui", description="Self-specialize a local LLM into a domain expert.")
-    p.add_argument("--format", choices=["json", "text"], default=os.environ.get("SELFSPEC_FORMAT", "json"),
-                   help="json: JSON-lines events on stdout (for the TUI); text: for people")
+    p.add_argument(
+        "--format",
+        choices=["json", "text"],
+        default=os.environ.get("SELFSPEC_FORMAT", "json"),
+        help="json: JSON-lines events on stdout (for the TUI); text: for people",
+    )
     groups = p.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
     def group(name: str, help_: str) -> argparse._SubParsersAction:
@@ -270,8 +297,11 @@ def _quiet_libraries() -> None:
     from engine import paths
 
     for key, value in {
-        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
         "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
     }.items():
         os.environ.setdefault(key, value)

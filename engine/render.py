@@ -73,7 +73,9 @@ def text_sink(stream: Any = None) -> Any:
                 return
             last[0] = now
             tty = err.isatty()
-            err.write(f"{event.get('stage', '')}: {describe_progress(event)}" + ("\033[K\r" if tty and not final else "\n"))
+            err.write(
+                f"{event.get('stage', '')}: {describe_progress(event)}" + ("\033[K\r" if tty and not final else "\n")
+            )
         elif kind == "log":
             level = event.get("level", "info")
             err.write(("" if level == "info" else f"{level}: ") + f"{event.get('message', '')}\n")

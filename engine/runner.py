@@ -51,8 +51,7 @@ def execute(
         if record:
             run_id = runs.start(db, project.id if project else None, stage, config or {})
             ctx.run_id = run_id
-        emit({"event": "started", "stage": stage, "run_id": run_id, "pid": os.getpid(),
-              "project": project_name})
+        emit({"event": "started", "stage": stage, "run_id": run_id, "pid": os.getpid(), "project": project_name})
         summary = body(ctx) or {}
         partial = bool(summary.get("problems"))
         if run_id:
@@ -62,8 +61,14 @@ def execute(
     except (Interrupted, KeyboardInterrupt):
         if db is not None and run_id:
             runs.end(db, run_id, "interrupted", error="stopped on request")
-        emit({"event": "interrupted", "stage": stage, "run_id": run_id,
-              "message": "stopped on request; run the same command again to resume"})
+        emit(
+            {
+                "event": "interrupted",
+                "stage": stage,
+                "run_id": run_id,
+                "message": "stopped on request; run the same command again to resume",
+            }
+        )
         return EXIT_INTERRUPTED
     except UserError as exc:
         if db is not None and run_id:
@@ -74,8 +79,15 @@ def execute(
         where = _write_crash_log(stage)
         if db is not None and run_id:
             runs.end(db, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
-        emit({"event": "failed", "stage": stage, "run_id": run_id, "kind": "internal",
-              "error": f"internal error {type(exc).__name__}: {exc} (details in {where})"})
+        emit(
+            {
+                "event": "failed",
+                "stage": stage,
+                "run_id": run_id,
+                "kind": "internal",
+                "error": f"internal error {type(exc).__name__}: {exc} (details in {where})",
+            }
+        )
         return EXIT_BUG
 
 

@@ -51,8 +51,10 @@ class EngineRun:
 
     async def run(self, on_event: OnEvent) -> RunOutcome:
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *self.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         drain = asyncio.create_task(self._drain_stderr())
         last: Event | None = None
@@ -93,7 +95,8 @@ class SearchSession:
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             *engine_argv("corpus", "serve", "--project", self.project),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
         while True:
@@ -137,5 +140,5 @@ class SearchSession:
                 self.proc.stdin.close()
             try:
                 await asyncio.wait_for(self.proc.wait(), 3)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()

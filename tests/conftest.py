@@ -43,7 +43,11 @@ def run_engine(*args: str, env: dict[str, str] | None = None, timeout: int = 120
     """Run `python -m engine --format text ...` as a user would, from the repository root."""
     return subprocess.run(
         [sys.executable, "-m", "engine", "--format", "text", *args],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})}, timeout=timeout,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
     )
 
 

@@ -29,7 +29,9 @@ PARAS = [
 def write_corpus(folder: Path, n_files: int = 3, paras: int = 12) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for f in range(n_files):
-        body = "\n\n".join(f"Note {f}-{i}. {PARAS[(f + i) % len(PARAS)]} Extra detail {i} for file {f}." for i in range(paras))
+        body = "\n\n".join(
+            f"Note {f}-{i}. {PARAS[(f + i) % len(PARAS)]} Extra detail {i} for file {f}." for i in range(paras)
+        )
         (folder / f"doc{f}.md").write_text(f"# Document {f}\n\n{body}\n")
     return folder
 
@@ -152,7 +154,14 @@ def test_lost_or_corrupt_index_is_rebuilt_from_the_store(db, project, tmp_path: 
 
 def _spawn_import(folder: Path, delay: str) -> subprocess.Popen[str]:
     env = {**os.environ, "SELFSPEC_FAKE_EMBED_DELAY": delay}
-    return subprocess.Popen([sys.executable, "-m", "engine", *import_args(folder)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine", *import_args(folder)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_embedding(proc: subprocess.Popen[str]) -> None:
@@ -188,8 +197,13 @@ def test_killed_import_resumes_without_loss_or_duplicates(db, project, tmp_path:
     assert statuses == ["finished", "interrupted"]
 
     # an uninterrupted import of the same folder into a fresh project gives the same result
-    other = projects.create(db, "fresh", "biomedicine", "smollm2-135m-instruct",
-                            {"embedder": "fake-hash", "chunk_tokens": 24, "chunk_overlap": 4})
+    other = projects.create(
+        db,
+        "fresh",
+        "biomedicine",
+        "smollm2-135m-instruct",
+        {"embedder": "fake-hash", "chunk_tokens": 24, "chunk_overlap": 4},
+    )
     assert main(["--format", "json", "corpus", "import", str(folder), "--project", "fresh"]) == 0
     texts = lambda p: sorted(r[0] for r in db.execute("SELECT text FROM chunks WHERE project_id = ?", [p.id]))  # noqa: E731
     assert texts(project) == texts(other)

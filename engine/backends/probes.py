@@ -19,8 +19,8 @@ def cuda() -> tuple[bool, str]:
 
 
 def bnb() -> tuple[bool, str]:
-    import torch
     import bitsandbytes as bnb
+    import torch
     from bitsandbytes.functional import dequantize_4bit, quantize_4bit
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from engine.store.corpus import ChunkDraft
 
-def chunk_text(
-    text: str, spans: list[tuple[int, int]], size: int = 160, overlap: int = 32
-) -> list[ChunkDraft]:
+
+def chunk_text(text: str, spans: list[tuple[int, int]], size: int = 160, overlap: int = 32) -> list[ChunkDraft]:
     """Split `text` into windows of at most `size` tokens, overlapping by about `overlap`.
 
     `spans` are the tokens' character offsets from the embedder's tokenizer, so chunk
@@ -32,6 +31,7 @@ def chunk_text(
         start = _next_start(text, spans, max(end - overlap, start + 1), end, floor=start + 1)
     return chunks
 
+
 def _boundary_before(text: str, spans: list[tuple[int, int]], i: int) -> str:
     """'sentence', 'word' or '' for the position just before token i."""
     if i == 0:
@@ -42,6 +42,7 @@ def _boundary_before(text: str, spans: list[tuple[int, int]], i: int) -> str:
     if "\n" in gap or text[spans[i - 1][1] - 1] in ".?!":
         return "sentence"
     return "word"
+
 
 def _next_start(text: str, spans: list[tuple[int, int]], lo: int, end: int, floor: int) -> int:
     """Start the overlap at the sentence start nearest to `lo` (looking back up to twice the
@@ -54,6 +55,7 @@ def _next_start(text: str, spans: list[tuple[int, int]], lo: int, end: int, floo
     while i > max(floor, lo - 8) and _boundary_before(text, spans, i) == "":
         i -= 1
     return i if _boundary_before(text, spans, i) else lo
+
 
 def _sentence_end(text: str, spans: list[tuple[int, int]], start: int, end: int) -> int:
     """Cut the window back to the last sentence end in its final third, if there is one."""

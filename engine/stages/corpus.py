@@ -62,11 +62,10 @@ def import_corpus(ctx: Context, inputs: list[Path]) -> dict[str, Any]:
                 counts["chunks"] += added
         progress.advance()
     counts["skipped"] = len(problems)
-    if files:
+    if embedder is not None:
         counts.update(embed_missing(ctx, embedder))
         counts.update(sync_index(ctx, embedder.dim, embedder.name))
-    counts["problems"] = [str(p) for p in problems]
-    return counts
+    return {**counts, "problems": [str(p) for p in problems]}
 
 
 def _store_document(

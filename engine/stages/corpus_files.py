@@ -35,7 +35,8 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[Problem]]:
             problems.append(Problem(str(path), None, None, "no such file or folder"))
         elif path.is_dir():
             found = sorted(
-                p for p in path.rglob("*")
+                p
+                for p in path.rglob("*")
                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             supported = [p for p in found if p.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES]

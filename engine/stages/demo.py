@@ -23,9 +23,7 @@ def run_demo(ctx: Context, name: str = "demo", reset: bool = False) -> dict[str,
     kind, model_path, _ = resolve(ctx.db, DEFAULT_MODEL)
     if reset and projects.find(ctx.db, name):
         projects.delete(ctx.db, name)
-    project = projects.find(ctx.db, name) or projects.create(
-        ctx.db, name, "biomedicine", DEFAULT_MODEL, {"demo": True}
-    )
+    project = projects.find(ctx.db, name) or projects.create(ctx.db, name, "biomedicine", DEFAULT_MODEL, {"demo": True})
     ctx.project = project
     if ctx.run_id:
         runs.attach_project(ctx.db, ctx.run_id, project.id)

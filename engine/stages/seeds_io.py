@@ -66,8 +66,9 @@ def parse_csv(path: Path, text: str) -> tuple[list[tuple[int, SeedDraft]], list[
     missing = [f for f in ("instruction", "output") if f not in header]
     if missing:
         return [], [
-            Problem(str(path), 1, f, "missing column in the header row (have: "
-                    + ", ".join(repr(h) for h in header) + ")")
+            Problem(
+                str(path), 1, f, "missing column in the header row (have: " + ", ".join(repr(h) for h in header) + ")"
+            )
             for f in missing
         ]
     dupes = {h for h in header if header.count(h) > 1}
@@ -85,10 +86,7 @@ def parse_csv(path: Path, text: str) -> tuple[list[tuple[int, SeedDraft]], list[
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            problems.append(
-                Problem(str(path), start_line, None,
-                        f"has {len(row)} cells, the header has {len(header)}")
-            )
+            problems.append(Problem(str(path), start_line, None, f"has {len(row)} cells, the header has {len(header)}"))
             continue
         record = {h: v for h, v in zip(header, row) if not (h in ("input", "task_type") and v == "")}
         draft, found = check_seed(record, str(path), start_line)
@@ -172,14 +170,12 @@ def read_seed_file(path: Path) -> list[SeedDraft]:
     seen: dict[tuple[str, str], int] = {}
     for line, d in drafts:
         if d.key() in seen:
-            problems.append(
-                Problem(str(path), line, "instruction", f"duplicate of the task on line {seen[d.key()]}")
-            )
+            problems.append(Problem(str(path), line, "instruction", f"duplicate of the task on line {seen[d.key()]}"))
         else:
             seen[d.key()] = line
     if not drafts and not problems:
         problems.append(Problem(str(path), None, None, "no seed tasks found (the file is empty)"))
     if problems:
-        problems.sort(key=lambda p: (p.line or 0))
+        problems.sort(key=lambda p: p.line or 0)
         raise ValidationError(problems, header=f"{path}: {len(problems)} problem(s); nothing was imported")
     return [d for _, d in drafts]

@@ -47,9 +47,7 @@ def _chunk(row: dict[str, Any]) -> Chunk:
 
 
 def has_document(db: Database, project: Project, sha256: str) -> bool:
-    row = db.execute(
-        "SELECT 1 FROM documents WHERE project_id = ? AND sha256 = ?", [project.id, sha256]
-    ).fetchone()
+    row = db.execute("SELECT 1 FROM documents WHERE project_id = ? AND sha256 = ?", [project.id, sha256]).fetchone()
     return row is not None
 
 
@@ -75,10 +73,7 @@ def add_document(
         db.conn.executemany(
             "INSERT INTO chunks (document_id, project_id, ordinal, text, char_start, char_end,"
             " n_tokens) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (doc_id, project.id, i, c.text, c.char_start, c.char_end, c.n_tokens)
-                for i, c in enumerate(chunks)
-            ],
+            [(doc_id, project.id, i, c.text, c.char_start, c.char_end, c.n_tokens) for i, c in enumerate(chunks)],
         )
     return True
 
@@ -118,9 +113,7 @@ def save_vectors(db: Database, model: str, dim: int, rows: Sequence[tuple[int, b
         )
 
 
-def iter_vectors(
-    db: Database, project: Project, model: str, batch: int = 4096
-) -> Iterator[list[tuple[int, bytes]]]:
+def iter_vectors(db: Database, project: Project, model: str, batch: int = 4096) -> Iterator[list[tuple[int, bytes]]]:
     """All stored vectors of the project for `model`, in batches (for index rebuilds)."""
     last = 0
     sql = (
@@ -148,7 +141,6 @@ def get_chunks(db: Database, ids: Sequence[int]) -> dict[int, Chunk]:
         return {}
     marks = ",".join("?" * len(ids))
     sql = (
-        "SELECT c.*, d.source AS source FROM chunks c JOIN documents d ON d.id = c.document_id"
-        f" WHERE c.id IN ({marks})"
+        f"SELECT c.*, d.source AS source FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})"
     )
     return {r["id"]: _chunk(r) for r in db.query(sql, list(ids))}

@@ -26,9 +26,7 @@ def _row(row: dict[str, Any]) -> Project:
     )
 
 
-def create(
-    db: Database, name: str, domain: str, base_model: str, settings: dict[str, Any] | None = None
-) -> Project:
+def create(db: Database, name: str, domain: str, base_model: str, settings: dict[str, Any] | None = None) -> Project:
     paths.validate_project_name(name)
     domain = domain.strip()
     if not domain:
@@ -38,8 +36,7 @@ def create(
     try:
         with db.atomic():
             db.execute(
-                "INSERT INTO projects (name, domain, base_model, settings, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO projects (name, domain, base_model, settings, created_at) VALUES (?, ?, ?, ?, ?)",
                 [name, domain, base_model, json.dumps(settings or {}), now()],
             )
     except sqlite3.IntegrityError:
@@ -90,14 +87,10 @@ def summary(db: Database, project: Project) -> dict[str, int]:
 
     return {
         "seed_sets": one("SELECT count(*) FROM seed_sets WHERE project_id = ?"),
-        "seeds": one(
-            "SELECT count(*) FROM seeds JOIN seed_sets s ON s.id = seeds.set_id"
-            " WHERE s.project_id = ?"
-        ),
+        "seeds": one("SELECT count(*) FROM seeds JOIN seed_sets s ON s.id = seeds.set_id WHERE s.project_id = ?"),
         "documents": one("SELECT count(*) FROM documents WHERE project_id = ?"),
         "chunks": one("SELECT count(*) FROM chunks WHERE project_id = ?"),
         "embedded": one(
-            "SELECT count(*) FROM chunk_vectors v JOIN chunks c ON c.id = v.chunk_id"
-            " WHERE c.project_id = ?"
+            "SELECT count(*) FROM chunk_vectors v JOIN chunks c ON c.id = v.chunk_id WHERE c.project_id = ?"
         ),
     }

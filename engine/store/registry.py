@@ -25,14 +25,11 @@ def _model(row: dict[str, Any]) -> ModelRecord:
     )
 
 
-def add(
-    db: Database, name: str, kind: str, path: str, architecture: str, info: dict[str, Any]
-) -> ModelRecord:
+def add(db: Database, name: str, kind: str, path: str, architecture: str, info: dict[str, Any]) -> ModelRecord:
     try:
         with db.atomic():
             db.execute(
-                "INSERT INTO models (name, kind, path, architecture, info, added_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO models (name, kind, path, architecture, info, added_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [name, kind, path, architecture, json.dumps(info), now()],
             )
     except sqlite3.IntegrityError:

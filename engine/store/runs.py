@@ -33,8 +33,7 @@ def _run(row: dict[str, Any]) -> Run:
 def start(db: Database, project_id: int | None, stage: str, config: dict[str, Any]) -> int:
     with db.atomic():
         cur = db.execute(
-            "INSERT INTO runs (project_id, stage, config, status, pid, started_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (project_id, stage, config, status, pid, started_at) VALUES (?, ?, ?, ?, ?, ?)",
             [project_id, stage, json.dumps(config, sort_keys=True), ACTIVE, os.getpid(), now()],
         )
     return int(cur.lastrowid or 0)
@@ -45,14 +44,11 @@ def update_counts(db: Database, run_id: int, counts: dict[str, Any]) -> None:
         db.execute("UPDATE runs SET counts = ? WHERE id = ?", [json.dumps(counts), run_id])
 
 
-def end(
-    db: Database, run_id: int, status: str, counts: dict[str, Any] | None = None, error: str = ""
-) -> None:
+def end(db: Database, run_id: int, status: str, counts: dict[str, Any] | None = None, error: str = "") -> None:
     assert status in ENDED
     with db.atomic():
         db.execute(
-            "UPDATE runs SET status = ?, ended_at = ?, error = ?, counts = coalesce(?, counts)"
-            " WHERE id = ?",
+            "UPDATE runs SET status = ?, ended_at = ?, error = ?, counts = coalesce(?, counts) WHERE id = ?",
             [status, now(), error, json.dumps(counts) if counts is not None else None, run_id],
         )
 
@@ -76,10 +72,7 @@ def _alive(pid: int | None) -> bool:
 
 def reap_dead(db: Database) -> int:
     """Mark runs whose process vanished (kill -9, power loss) as interrupted."""
-    dead = [
-        r["id"] for r in db.query("SELECT id, pid FROM runs WHERE status = ?", [ACTIVE])
-        if not _alive(r["pid"])
-    ]
+    dead = [r["id"] for r in db.query("SELECT id, pid FROM runs WHERE status = ?", [ACTIVE]) if not _alive(r["pid"])]
     for run_id in dead:
         end(db, run_id, "interrupted", error="the engine process disappeared")
     return len(dead)
@@ -89,9 +82,7 @@ def list_runs(db: Database, project_id: int | None = None, limit: int = 50) -> l
     if project_id is None:
         rows = db.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", [limit])
     else:
-        rows = db.query(
-            "SELECT * FROM runs WHERE project_id = ? ORDER BY id DESC LIMIT ?", [project_id, limit]
-        )
+        rows = db.query("SELECT * FROM runs WHERE project_id = ? ORDER BY id DESC LIMIT ?", [project_id, limit])
     return [_run(r) for r in rows]
 
 

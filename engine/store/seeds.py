@@ -84,13 +84,8 @@ def import_drafts(
     return result, added, skipped
 
 
-def list_seeds(
-    db: Database, project: Project, text: str = "", task_type: str = "", set_name: str = ""
-) -> list[Seed]:
-    sql = (
-        "SELECT seeds.*, s.name AS set_name FROM seeds JOIN seed_sets s ON s.id = seeds.set_id"
-        " WHERE s.project_id = ?"
-    )
+def list_seeds(db: Database, project: Project, text: str = "", task_type: str = "", set_name: str = "") -> list[Seed]:
+    sql = "SELECT seeds.*, s.name AS set_name FROM seeds JOIN seed_sets s ON s.id = seeds.set_id WHERE s.project_id = ?"
     args: list[Any] = [project.id]
     if text:
         sql += " AND (seeds.instruction LIKE ? OR seeds.input LIKE ? OR seeds.output LIKE ?)"
@@ -139,8 +134,7 @@ def update_seed(db: Database, seed_id: int, fields: dict[str, Any]) -> Seed:
     try:
         with db.atomic():
             cur = db.execute(
-                "UPDATE seeds SET instruction = ?, input = ?, output = ?, task_type = ?,"
-                " updated_at = ? WHERE id = ?",
+                "UPDATE seeds SET instruction = ?, input = ?, output = ?, task_type = ?, updated_at = ? WHERE id = ?",
                 [draft.instruction, draft.input, draft.output, draft.task_type, now(), seed_id],
             )
     except sqlite3.IntegrityError:

@@ -59,8 +59,7 @@ class CorpusScreen(Screen[None]):
             table.add_row(str(d.id), d.title[:50], str(d.n_chunks), str(d.chars), d.source, key=str(d.id))
         s = projects.summary(db, project)
         self.query_one("#title", Static).update(
-            f"Corpus of {self.project_name}: {s['documents']} documents, {s['chunks']} chunks,"
-            f" {s['embedded']} embedded"
+            f"Corpus of {self.project_name}: {s['documents']} documents, {s['chunks']} chunks, {s['embedded']} embedded"
         )
 
     def action_back(self) -> None:

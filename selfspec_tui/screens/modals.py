@@ -10,9 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, TextArea
 
-from engine.errors import ValidationError
+from engine.errors import UserError, ValidationError
 from engine.paths import validate_project_name
-from engine.errors import UserError
 from engine.schema import check_seed
 
 

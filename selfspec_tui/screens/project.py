@@ -41,9 +41,7 @@ class ProjectScreen(Screen[None]):
         db = self.app.db  # type: ignore[attr-defined]
         p = projects.get(db, self.project_name)
         s = projects.summary(db, p)
-        self.query_one("#overview", Static).update(
-            f"{p.name}  ·  domain: {p.domain}  ·  base model: {p.base_model}"
-        )
+        self.query_one("#overview", Static).update(f"{p.name}  ·  domain: {p.domain}  ·  base model: {p.base_model}")
         self.query_one("#counts", Static).update(
             f"seeds: {s['seeds']} in {s['seed_sets']} set(s)    documents: {s['documents']}"
             f"    chunks: {s['chunks']} ({s['embedded']} embedded)"

@@ -45,8 +45,9 @@ class ProjectsScreen(Screen[None]):
         rows = projects.list_all(db)
         for p in rows:
             s = projects.summary(db, p)
-            table.add_row(p.name, p.domain, p.base_model, str(s["seeds"]), str(s["documents"]),
-                          str(s["chunks"]), key=p.name)
+            table.add_row(
+                p.name, p.domain, p.base_model, str(s["seeds"]), str(s["documents"]), str(s["chunks"]), key=p.name
+            )
         hint = "" if rows else "No projects yet: press n to create one, or run `selfspec-tui demo`."
         self.query_one("#empty-hint", Static).update(hint)
 
@@ -95,6 +96,4 @@ class ProjectsScreen(Screen[None]):
             self.notify(f"deleted project {name}")
             self.action_refresh()
 
-        self.app.push_screen(
-            ConfirmModal(f"Delete project '{name}' with its seeds, corpus and runs?"), confirmed
-        )
+        self.app.push_screen(ConfirmModal(f"Delete project '{name}' with its seeds, corpus and runs?"), confirmed)

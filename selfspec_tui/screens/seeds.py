@@ -93,8 +93,10 @@ class SeedsScreen(Screen[None]):
 
     def _show_detail(self) -> None:
         s = self._selected()
-        text = "" if s is None else (
-            f"[b]Instruction[/b] {s.instruction}\n[b]Input[/b] {s.input or '(none)'}\n[b]Output[/b] {s.output}"
+        text = (
+            ""
+            if s is None
+            else (f"[b]Instruction[/b] {s.instruction}\n[b]Input[/b] {s.input or '(none)'}\n[b]Output[/b] {s.output}")
         )
         self.query_one("#detail", Static).update(text)
 
@@ -169,8 +171,10 @@ class SeedsScreen(Screen[None]):
         progress.end(outcome.message)
         if outcome.code == 0 and outcome.last:
             s = outcome.last.get("summary", {})
-            self.notify(f"imported {s.get('added', 0)} seeds into '{s.get('seed_set')}'"
-                        f" ({s.get('already_present', 0)} already there)")
+            self.notify(
+                f"imported {s.get('added', 0)} seeds into '{s.get('seed_set')}'"
+                f" ({s.get('already_present', 0)} already there)"
+            )
         else:
             self.notify(outcome.message, severity="error", timeout=15)
         self.refresh_rows()
