@@ -75,6 +75,16 @@ def execute(
             runs.end(db, run_id, "failed", error=str(exc))
         emit({"event": "failed", "stage": stage, "run_id": run_id, "error": str(exc), "kind": "input"})
         return EXIT_USER
+    except OSError as exc:  # disk full, permissions, vanished files: the user can act on these
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        message = f"file system error{where}: {exc.strerror or exc}"
+        if db is not None and run_id:
+            try:
+                runs.end(db, run_id, "failed", error=message)
+            except Exception:  # the store itself may be what failed
+                pass
+        emit({"event": "failed", "stage": stage, "run_id": run_id, "error": message, "kind": "io"})
+        return EXIT_USER
     except Exception as exc:  # a bug: full traceback to the log file, one line to the user
         where = _write_crash_log(stage)
         if db is not None and run_id:

@@ -98,3 +98,30 @@ def test_dead_runs_are_reaped(db, project) -> None:
 def test_foreign_keys_are_enforced(db) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         db.execute("INSERT INTO seed_sets (project_id, name, created_at) VALUES (999, 'x', 'now')")
+
+
+def test_corrupt_database_is_a_clear_error(home, capsys) -> None:
+    from engine.cli import main
+
+    (home / "selfspec.db").write_bytes(b"this is not sqlite" * 100)
+    assert main(["--format", "text", "project", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open the store" in err and "selfspec.db" in err and "Traceback" not in err
+
+
+def test_unwritable_home_is_a_clear_error(tmp_path, monkeypatch, capsys) -> None:
+    from engine.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("SELFSPEC_HOME", str(blocker / "home"))
+    assert main(["--format", "text", "project", "list"]) == 2
+    assert "cannot create the home folder" in capsys.readouterr().err
+
+
+def test_tui_entry_reports_a_broken_store(home, capsys) -> None:
+    from selfspec_tui.__main__ import main
+
+    (home / "selfspec.db").write_bytes(b"garbage" * 200)
+    assert main([]) == 2
+    assert "cannot open the store" in capsys.readouterr().err

@@ -20,7 +20,10 @@ def open_store(path: Path | None = None) -> Database:
 
     One connection per thread or process; callers must not share it across threads.
     """
-    path = path or paths.db_path()
+    try:
+        path = path or paths.db_path()
+    except OSError as exc:
+        raise UserError(f"cannot create the home folder: {exc}") from exc
     try:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         db = Database(conn)
@@ -30,7 +33,7 @@ def open_store(path: Path | None = None) -> Database:
         db.execute("PRAGMA foreign_keys = ON")
         migrations.apply(db)
     except sqlite3.DatabaseError as exc:
-        raise UserError(f"cannot open the store at {path}: {exc}") from exc
+        raise UserError(f"cannot open the store at {path}: {exc} (is it a selfspec database?)") from exc
     return db
 
 
