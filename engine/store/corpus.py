@@ -9,7 +9,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from engine.store.db import now
-from engine.store.records import Chunk, Document, Project
+from engine.store.records import Chunk, Document, Project, from_row
 
 
 @dataclass(frozen=True)
@@ -21,29 +21,11 @@ class ChunkDraft:
 
 
 def _doc(row: dict[str, Any]) -> Document:
-    return Document(
-        id=row["id"],
-        project_id=row["project_id"],
-        source=row["source"],
-        title=row["title"],
-        sha256=row["sha256"],
-        chars=row["chars"],
-        imported_at=row["imported_at"],
-        n_chunks=row.get("n", 0) or 0,
-    )
+    return from_row(Document, row)
 
 
 def _chunk(row: dict[str, Any]) -> Chunk:
-    return Chunk(
-        id=row["id"],
-        document_id=row["document_id"],
-        ordinal=row["ordinal"],
-        text=row["text"],
-        char_start=row["char_start"],
-        char_end=row["char_end"],
-        n_tokens=row["n_tokens"],
-        source=row.get("source", ""),
-    )
+    return from_row(Chunk, row)
 
 
 def has_document(db: Database, project: Project, sha256: str) -> bool:
@@ -80,7 +62,7 @@ def add_document(
 
 def list_documents(db: Database, project: Project) -> list[Document]:
     sql = (
-        "SELECT d.*, (SELECT count(*) FROM chunks WHERE document_id = d.id) AS n"
+        "SELECT d.*, (SELECT count(*) FROM chunks WHERE document_id = d.id) AS n_chunks"
         " FROM documents d WHERE project_id = ? ORDER BY d.id"
     )
     return [_doc(r) for r in db.query(sql, [project.id])]

@@ -12,18 +12,11 @@ from sqlite_utils import Database
 from engine import paths
 from engine.errors import UserError
 from engine.store.db import now
-from engine.store.records import Project, loads
+from engine.store.records import Project, from_row
 
 
 def _row(row: dict[str, Any]) -> Project:
-    return Project(
-        id=row["id"],
-        name=row["name"],
-        domain=row["domain"],
-        base_model=row["base_model"],
-        settings=loads(row["settings"]),
-        created_at=row["created_at"],
-    )
+    return from_row(Project, row, ("settings",))
 
 
 def create(db: Database, name: str, domain: str, base_model: str, settings: dict[str, Any] | None = None) -> Project:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,3 +91,12 @@ class ModelRecord:
 
 def loads(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text else {}
+
+
+def from_row(cls: type[T], row: dict[str, Any], json_columns: tuple[str, ...] = ()) -> T:
+    """Build a record from a row by field name; JSON text columns are decoded."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    data = {k: v for k, v in row.items() if k in names}
+    for col in json_columns:
+        data[col] = loads(data.get(col))
+    return cls(**data)

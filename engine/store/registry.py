@@ -10,19 +10,11 @@ from sqlite_utils import Database
 
 from engine.errors import UserError
 from engine.store.db import now
-from engine.store.records import ModelRecord, loads
+from engine.store.records import ModelRecord, from_row
 
 
 def _model(row: dict[str, Any]) -> ModelRecord:
-    return ModelRecord(
-        id=row["id"],
-        name=row["name"],
-        kind=row["kind"],
-        path=row["path"],
-        architecture=row["architecture"],
-        info=loads(row["info"]),
-        added_at=row["added_at"],
-    )
+    return from_row(ModelRecord, row, ("info",))
 
 
 def add(db: Database, name: str, kind: str, path: str, architecture: str, info: dict[str, Any]) -> ModelRecord:

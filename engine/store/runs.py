@@ -9,25 +9,14 @@ from typing import Any
 from sqlite_utils import Database
 
 from engine.store.db import now
-from engine.store.records import Run, loads
+from engine.store.records import Run, from_row
 
 ACTIVE = "running"
 ENDED = ("finished", "failed", "interrupted")
 
 
 def _run(row: dict[str, Any]) -> Run:
-    return Run(
-        id=row["id"],
-        project_id=row["project_id"],
-        stage=row["stage"],
-        config=loads(row["config"]),
-        status=row["status"],
-        pid=row["pid"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        counts=loads(row["counts"]),
-        error=row["error"],
-    )
+    return from_row(Run, row, ("config", "counts"))
 
 
 def start(db: Database, project_id: int | None, stage: str, config: dict[str, Any]) -> int:

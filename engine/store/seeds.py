@@ -11,35 +11,20 @@ from sqlite_utils import Database
 from engine.errors import UserError, ValidationError
 from engine.schema import SeedDraft, check_seed
 from engine.store.db import now
-from engine.store.records import Project, Seed, SeedSet
+from engine.store.records import Project, Seed, SeedSet, from_row
 
 
 def _set(row: dict[str, Any]) -> SeedSet:
-    return SeedSet(
-        id=row["id"],
-        project_id=row["project_id"],
-        name=row["name"],
-        source=row["source"],
-        created_at=row["created_at"],
-        count=row.get("n", 0) or 0,
-    )
+    return from_row(SeedSet, row)
 
 
 def _seed(row: dict[str, Any]) -> Seed:
-    return Seed(
-        id=row["id"],
-        set_id=row["set_id"],
-        instruction=row["instruction"],
-        input=row["input"],
-        output=row["output"],
-        task_type=row["task_type"],
-        set_name=row.get("set_name", ""),
-    )
+    return from_row(Seed, row)
 
 
 def list_sets(db: Database, project: Project) -> list[SeedSet]:
     sql = (
-        "SELECT s.*, (SELECT count(*) FROM seeds WHERE set_id = s.id) AS n"
+        "SELECT s.*, (SELECT count(*) FROM seeds WHERE set_id = s.id) AS count"
         " FROM seed_sets s WHERE project_id = ? ORDER BY name"
     )
     return [_set(r) for r in db.query(sql, [project.id])]
