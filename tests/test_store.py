@@ -125,3 +125,20 @@ def test_tui_entry_reports_a_broken_store(home, capsys) -> None:
     (home / "selfspec.db").write_bytes(b"garbage" * 200)
     assert main([]) == 2
     assert "cannot open the store" in capsys.readouterr().err
+
+
+def test_zombie_run_counts_as_dead(db, project) -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    import time
+
+    deadline = time.monotonic() + 10
+    while not open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    run_id = runs.start(db, project.id, "corpus import", {})
+    db.execute("UPDATE runs SET pid = ? WHERE id = ?", [child.pid, run_id])
+    assert runs.reap_dead(db) == 1  # exited but not yet reaped by its parent
+    child.wait()
