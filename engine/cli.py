@@ -188,6 +188,116 @@ def _runs_list(ctx: Context, a: argparse.Namespace) -> None:
     )
 
 
+_GEN_OPTIONS = [
+    # (flag, option name, type, help)
+    ("--seed", "seed", int, "random seed of the generation (default: a new random one)"),
+    ("--seed-set", "seed_set", str, "take demonstrations from this seed set only"),
+    ("--k", "k_seeds", int, "demonstrations per brainstorm prompt (default 3)"),
+    ("--k-generated", "k_generated", int, "of those, how many are already kept generated tasks (default 0)"),
+    ("--tasks-per-prompt", "tasks_per_prompt", int, "new tasks asked of each prompt (default 4)"),
+    ("--temperature", "temperature", float, "brainstorm sampling temperature (default 1.0)"),
+    ("--top-p", "top_p", float, "brainstorm top-p (default 0.98)"),
+    ("--max-tokens", "max_tokens", int, "brainstorm max new tokens (default 768)"),
+    ("--response-temperature", "response_temperature", float, "answer temperature (default 0: greedy)"),
+    ("--response-top-p", "response_top_p", float, "answer top-p (default 1.0)"),
+    ("--response-max-tokens", "response_max_tokens", int, "answer max new tokens (default 512)"),
+    ("--passages", "passages", int, "retrieved passages per answer (default 5)"),
+    ("--demos", "demos", int, "seed demonstrations per answer prompt (default 5)"),
+    ("--rouge-threshold", "rouge_threshold", float, "drop tasks with ROUGE-L above this (default 0.7)"),
+    ("--min-words", "min_words", int, "shortest instruction kept, in words (default 4)"),
+    ("--max-words", "max_words", int, "longest instruction kept, in words (default 150)"),
+    ("--max-input-words", "max_input_words", int, "longest input kept, in words (default 400)"),
+    ("--batch-size", "batch_size", int, "prompts per batch on the transformers backend (default 8)"),
+    ("--context", "context", int, "context window to use, in tokens (default 4096)"),
+    ("--device", "device", str, "auto, cpu or cuda (transformers backend)"),
+    ("--max-prompts", "max_prompts", int, "give up brainstorming after this many prompts (default 20 x target)"),
+]
+
+
+def _generate(ctx: Context, a: argparse.Namespace) -> dict[str, Any] | None:
+    from engine.stages.generate import open_generation, run_generation
+
+    if a.status:
+        return _generation_table(ctx)
+    options = {name: getattr(a, name) for _, name, _, _ in _GEN_OPTIONS if getattr(a, name) is not None}
+    if a.retrieval is not None:
+        options["retrieval"] = a.retrieval
+    if a.topic:
+        options["topics"] = tuple(a.topic)
+    gen = open_generation(ctx, options, a.target, a.resume, a.new)
+    return run_generation(ctx, gen)
+
+
+def _generation_table(ctx: Context) -> None:
+    from engine.store import generation
+
+    rows = []
+    for g in generation.list_for(ctx.db, ctx.need_project()):
+        counts = generation.status_counts(ctx.db, g.id)
+        rows.append(
+            [
+                g.id,
+                g.phase,
+                g.target,
+                counts["kept"],
+                generation.count_examples(ctx.db, g.id),
+                counts["dropped"],
+                g.config["model"],
+                g.updated_at,
+            ]
+        )
+    ctx.result(
+        {
+            "view": "table",
+            "header": ["id", "phase", "target", "kept", "examples", "dropped", "model", "updated"],
+            "rows": rows,
+            "empty": "no generations yet (selfspec-tui generate --project P --target N)",
+        }
+    )
+
+
+def _examples_list(ctx: Context, a: argparse.Namespace) -> None:
+    from engine.store import generation
+
+    project = ctx.need_project()
+    if a.dropped:
+        gen = a.generation or (generation.latest(ctx.db, project).id if generation.latest(ctx.db, project) else 0)
+        found = generation.candidates(ctx.db, gen, "dropped") if gen else []
+        rows = [
+            [f"{c.prompt_idx}.{c.item_idx}", c.reason, render.clip(c.detail, 30), render.clip(c.instruction, 60)]
+            for c in found[-a.limit :]
+        ]
+        ctx.result(
+            {
+                "view": "table",
+                "header": ["task", "reason", "detail", "instruction"],
+                "rows": rows,
+                "empty": "nothing dropped",
+            }
+        )
+        return
+    examples = generation.examples(ctx.db, project, a.generation)[-a.limit :]
+    rows = [
+        [
+            e.id,
+            e.generation_id or "",
+            e.status,
+            render.clip(e.instruction, 50),
+            render.clip(e.output, 40),
+            len(e.passages),
+        ]
+        for e in examples
+    ]
+    ctx.result(
+        {
+            "view": "table",
+            "header": ["id", "gen", "status", "instruction", "response", "passages"],
+            "rows": rows,
+            "empty": "no examples yet",
+        }
+    )
+
+
 def _demo(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
     from engine.stages.demo import run_demo
 
@@ -212,6 +322,8 @@ COMMANDS: dict[str, tuple[Any, bool, bool]] = {
     "models remove": (_models_remove, False, False),
     "doctor": (_doctor, False, False),
     "runs list": (_runs_list, False, False),
+    "generate": (_generate, True, True),
+    "examples list": (_examples_list, True, False),
     "demo": (_demo, False, True),
 }
 
@@ -284,6 +396,33 @@ def build_parser() -> argparse.ArgumentParser:
     runs = group("runs", "list runs")
     rl = runs.add_parser("list", help="recent runs")
     rl.add_argument("--project")
+    gen = groups.add_parser(
+        "generate",
+        help="brainstorm domain tasks with the base model and answer them with retrieval (resumable)",
+        description="Runs (or resumes) a generation: brainstorm, filter, then answer with retrieved passages. "
+        "Without --new, an unfinished generation of the project is resumed.",
+    )
+    gen.add_argument("--project", required=True)
+    gen.add_argument("--target", type=int, help="examples wanted (default 5000; on resume: change the target)")
+    gen.add_argument("--resume", type=int, metavar="ID", help="resume this generation")
+    gen.add_argument("--new", action="store_true", help="start a new generation even if one is unfinished")
+    gen.add_argument("--status", action="store_true", help="list the project's generations and exit")
+    gen.add_argument(
+        "--no-retrieval",
+        dest="retrieval",
+        action="store_false",
+        default=None,
+        help="answer without corpus passages (the paper's non-retrieval variant)",
+    )
+    gen.add_argument("--topic", action="append", help="a domain topic to cover (repeatable)")
+    for flag, name, kind, help_ in _GEN_OPTIONS:
+        gen.add_argument(flag, dest=name, type=kind, help=help_)
+    ex = group("examples", "list generated examples")
+    el = ex.add_parser("list", help="newest examples, or dropped tasks with their reasons")
+    el.add_argument("--project", required=True)
+    el.add_argument("--generation", type=int)
+    el.add_argument("--dropped", action="store_true", help="show dropped tasks and why")
+    el.add_argument("--limit", type=int, default=30)
     demo = groups.add_parser("demo", help="build the demo project from the shipped seeds and corpus")
     demo.add_argument("--project", default="demo")
     demo.add_argument("--reset", action="store_true", help="delete and rebuild the demo project")

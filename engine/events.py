@@ -45,6 +45,15 @@ def describe_progress(event: Event) -> str:
         parts.append(f"{rate:.1f} {unit}/s")
     if total:
         parts.append(f"ETA {_fmt_eta(event.get('eta_s'))}")
+    if event.get("tokens_per_s"):
+        parts.append(f"{event['tokens_per_s']:.0f} tok/s")
+    counters = event.get("counters") or {}
+    if counters:
+        parts.append(", ".join(f"{k} {v}" for k, v in counters.items()))
+    dropped = event.get("dropped") or {}
+    if dropped:
+        top = sorted(dropped.items(), key=lambda kv: -kv[1])[:4]
+        parts.append("dropped: " + ", ".join(f"{k} {v}" for k, v in top))
     return "  ".join(parts)
 
 
@@ -58,6 +67,7 @@ class Progress:
         self._window: deque[tuple[float, int]] = deque(maxlen=20)
         self._window.append((self._start, done))
         self._last_emit = 0.0
+        self.extra: dict[str, Any] = {}  # stage-specific figures sent with every snapshot
 
     def advance(self, n: int = 1, force: bool = False) -> None:
         self.done += n
@@ -87,4 +97,5 @@ class Progress:
             "rate": round(rate, 3) if rate else None,
             "eta_s": round(eta, 1) if eta is not None else None,
             "elapsed_s": round(time.monotonic() - self._start, 1),
+            **self.extra,
         }

@@ -33,3 +33,112 @@ class HashEmbedder:
             norm = np.linalg.norm(out[row])
             out[row] = out[row] / norm if norm else 1.0 / np.sqrt(self.dim)
         return out
+
+
+_TOPICS = [
+    "metformin",
+    "insulin resistance",
+    "beta blockers",
+    "sepsis",
+    "statins",
+    "asthma",
+    "warfarin",
+    "anemia",
+    "hypertension",
+    "vaccination",
+    "antibiotic resistance",
+    "chronic kidney disease",
+    "heart failure",
+    "thyroid function",
+    "migraine",
+    "osteoporosis",
+    "hepatitis B",
+    "malaria",
+    "obesity",
+    "depression",
+]
+_FORMS = [
+    ("yes_no_qa", "Based on the passage, answer yes, no or maybe: does {a} change the course of {b}?"),
+    ("explanation", "Explain in two sentences how {a} relates to {b} in adult patients."),
+    ("extraction", "List every drug named in the note and say which one is used for {b}."),
+    ("summarization", "Summarize the findings about {a} and {b} for a general practitioner."),
+    ("multiple_choice", "Which option best describes the main risk of combining {a} with {b}?"),
+    ("classification", "Classify the study below on {a} as a trial, a cohort study or a case report."),
+]
+_ANGLES = [
+    "age", "pregnancy", "renal function", "liver function", "dose timing", "drug interactions", "cost",
+    "adherence", "genetic variants", "comorbid diabetes", "smoking", "alcohol use", "trial evidence",
+    "guideline advice", "side effects", "monitoring", "diet", "exercise", "sex differences", "frailty",
+    "children", "intensive care", "outpatient follow-up", "biomarkers", "imaging-free diagnosis",
+]
+_JUNK = [
+    ("diagram", "Draw a diagram showing how {a} works."),
+    ("short", "Define {a}."),
+    ("program", "Write a Python program that computes the dose of {a}."),
+]
+
+
+class FakeGenerator:
+    """Deterministic text for pipeline tests: task lists for brainstorm prompts, answers otherwise.
+
+    Output depends only on (prompt, seed), like a real model with a fixed seed. SELFSPEC_FAKE_GEN_DELAY
+    (seconds per completion) lets tests interrupt a run mid-way.
+    """
+
+    name = "fake-generator"
+    context_length = 4096
+    batch_size = 1
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 1
+
+    def _rng(self, prompt: str, seed: int):  # type: ignore[no-untyped-def]
+        import random
+
+        digest = hashlib.blake2b(f"{seed}\n{prompt}".encode(), digest_size=8).digest()
+        return random.Random(int.from_bytes(digest, "little"))
+
+    def _tasks(self, prompt: str, seed: int) -> str:
+        rng = self._rng(prompt, seed)
+        blocks = []
+        n_tasks = rng.randint(1, 4)
+        for i in range(n_tasks):
+            a, b = rng.sample(_TOPICS, 2)
+            kind, form = rng.choice(_JUNK) if rng.random() < 0.2 else rng.choice(_FORMS)
+            text = form.format(a=a, b=b)
+            if kind not in ("short",) and rng.random() < 0.85:  # most tasks add their own angle
+                extra = rng.sample(_ANGLES, 3)
+                text = text.rstrip(".?") + f", considering {extra[0]}, {extra[1]} and {extra[2]}."
+            given = f"A patient with {b} was treated with {a}; after {rng.randint(2, 30)} weeks the outcome improved."
+            head = " " if i == 0 else f"\nTask {i + 9}\nType: "
+            blocks.append(f"{head}{kind}\nInstruction: {text}\nInput: {given}\n")
+        return "".join(blocks)
+
+    def _answer(self, prompt: str, seed: int) -> str:
+        rng = self._rng(prompt, seed)
+        cited = "[1]" if "Passages that may help" in prompt else "general knowledge"
+        return f"According to {cited}, the answer is {rng.choice(['yes', 'no', 'maybe'])} because " + " ".join(
+            rng.sample(_TOPICS, 3)
+        )
+
+    def generate(self, prompts, sampling, seeds, cancel):  # type: ignore[no-untyped-def]
+        from engine.backends.generator import Completion, cut_at_stop
+
+        delay = float(os.environ.get("SELFSPEC_FAKE_GEN_DELAY", "0") or 0)
+        out = []
+        for prompt, seed in zip(prompts, seeds):
+            if cancel():
+                break
+            if delay:
+                time.sleep(delay)
+            text = self._tasks(prompt, seed) if "List of tasks:" in prompt else self._answer(prompt, seed)
+            text, stopped = cut_at_stop(text, sampling.stop)
+            words = text.split(" ")
+            finish = "stop"
+            if len(words) > sampling.max_tokens:
+                text, finish = " ".join(words[: sampling.max_tokens]), "length"
+            out.append(Completion(text, finish, self.count_tokens(prompt), min(len(words), sampling.max_tokens)))
+        return out
+
+    def close(self) -> None:
+        pass

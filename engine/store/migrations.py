@@ -96,3 +96,67 @@ def m001_initial(db: Database) -> None:
             added_at TEXT NOT NULL
         )""",
     )
+
+
+@migrations(name="m002_generation")
+def m002_generation(db: Database) -> None:
+    _run(
+        db,
+        """CREATE TABLE generations (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            config TEXT NOT NULL,
+            target INTEGER NOT NULL,
+            phase TEXT NOT NULL DEFAULT 'brainstorm' CHECK (phase IN ('brainstorm', 'respond', 'done')),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX generations_by_project ON generations(project_id, id)",
+        """CREATE TABLE gen_prompts (
+            id INTEGER PRIMARY KEY,
+            generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            seed_ids TEXT NOT NULL DEFAULT '[]',
+            mixed_ids TEXT NOT NULL DEFAULT '[]',
+            output TEXT NOT NULL,
+            finish TEXT NOT NULL DEFAULT '',
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            seconds REAL NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (generation_id, idx)
+        )""",
+        """CREATE TABLE candidates (
+            id INTEGER PRIMARY KEY,
+            generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+            prompt_idx INTEGER NOT NULL,
+            item_idx INTEGER NOT NULL,
+            instruction TEXT NOT NULL,
+            input TEXT NOT NULL DEFAULT '',
+            task_type TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL CHECK (status IN ('kept', 'dropped')),
+            reason TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            UNIQUE (generation_id, prompt_idx, item_idx)
+        )""",
+        "CREATE INDEX candidates_by_status ON candidates(generation_id, status)",
+        """CREATE TABLE examples (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            generation_id INTEGER REFERENCES generations(id) ON DELETE CASCADE,
+            candidate_id INTEGER UNIQUE REFERENCES candidates(id) ON DELETE CASCADE,
+            instruction TEXT NOT NULL,
+            input TEXT NOT NULL DEFAULT '',
+            output TEXT NOT NULL,
+            task_type TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'pending',
+            flag TEXT NOT NULL DEFAULT '',
+            provenance TEXT NOT NULL DEFAULT '{}',
+            passages TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX examples_by_project ON examples(project_id, status)",
+        "CREATE INDEX examples_by_generation ON examples(generation_id)",
+    )

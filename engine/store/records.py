@@ -89,7 +89,7 @@ class ModelRecord:
     added_at: str
 
 
-def loads(text: str | None) -> dict[str, Any]:
+def loads(text: str | None) -> Any:
     return json.loads(text) if text else {}
 
 
@@ -100,3 +100,45 @@ def from_row(cls: type[T], row: dict[str, Any], json_columns: tuple[str, ...] = 
     for col in json_columns:
         data[col] = loads(data.get(col))
     return cls(**data)
+
+
+@dataclass(frozen=True)
+class Generation:
+    id: int
+    project_id: int
+    config: dict[str, Any]
+    target: int
+    phase: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    generation_id: int
+    prompt_idx: int
+    item_idx: int
+    instruction: str
+    input: str
+    task_type: str
+    status: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Example:
+    id: int
+    project_id: int
+    generation_id: int | None
+    candidate_id: int | None
+    instruction: str
+    input: str
+    output: str
+    task_type: str
+    status: str
+    flag: str
+    provenance: dict[str, Any]
+    passages: list[dict[str, Any]]
+    created_at: str

@@ -1,0 +1,105 @@
+"""Prompt templates (version ss-v1): brainstorming new tasks, and answering one with passages.
+
+Both are plain completion prompts, as in the papers: the base model continues a document, so the
+same text works for base and chat-tuned models and for both backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+NO_INPUT = "<noinput>"
+
+
+@dataclass(frozen=True)
+class Demo:
+    instruction: str
+    input: str
+    output: str = ""
+    task_type: str = ""
+
+
+def requirements(domain: str, task_types: Sequence[str], topics: Sequence[str]) -> list[str]:
+    kinds = ", ".join(t.replace("_", " ") for t in task_types[:8]) or "questions, extraction, summarization"
+    items = [
+        f"Every task is about {domain} and asks for knowledge or reasoning a {domain} expert would need.",
+        f"Vary the task types, for example: {kinds}; multiple choice tasks list their options in the input.",
+        "Vary the wording: do not start every instruction with the same verb.",
+        "A language model must be able to do the task in text alone: nothing about images, audio, files, "
+        "drawings or actions in the world.",
+        "Write in English.",
+        "The instruction is one or two sentences, an imperative sentence or a question.",
+        f"Give the task a realistic and substantial input (such as a passage, a case or data from {domain}); "
+        f"never a placeholder. If the task needs no input, write {NO_INPUT}.",
+    ]
+    if topics:
+        items.append("Cover topics such as: " + ", ".join(topics) + ".")
+    return items
+
+
+def _task_block(n: int, d: Demo) -> str:
+    return (
+        f"Task {n}\nType: {d.task_type or 'general'}\nInstruction: {d.instruction.strip()}\n"
+        f"Input: {d.input.strip() or NO_INPUT}\n"
+    )
+
+
+def brainstorm_prompt(domain: str, demos: Sequence[Demo], reqs: Sequence[str]) -> str:
+    """Ends inside the next task's header so the model continues the list."""
+    lines = [
+        f"You are asked to come up with a set of new, diverse tasks in the domain of {domain}. These tasks "
+        "will be given to a language model, and we will judge how well it completes them.",
+        "",
+        "Here are the requirements:",
+        *(f"{i}. {r}" for i, r in enumerate(reqs, 1)),
+        "",
+        "List of tasks:",
+        "",
+    ]
+    body = "\n".join(_task_block(i, d) for i, d in enumerate(demos, 1))
+    return "\n".join(lines) + body + f"\nTask {len(demos) + 1}\nType:"
+
+
+def brainstorm_prefix(n_demos: int) -> str:
+    """What the prompt already said of the first new task; the parser reads it plus the completion."""
+    return f"Task {n_demos + 1}\nType:"
+
+
+def brainstorm_stop(n_demos: int, per_prompt: int) -> tuple[str, ...]:
+    return (f"Task {n_demos + per_prompt + 1}\n", "List of tasks:", "Here are the requirements")
+
+
+def _answer_block(d: Demo, with_output: bool) -> str:
+    text = f"### Instruction:\n{d.instruction.strip()}\n\n"
+    if d.input.strip():
+        text += f"### Input:\n{d.input.strip()}\n\n"
+    text += "### Response:\n"
+    if with_output:
+        text += d.output.strip() + "\n\n"
+    return text
+
+
+@dataclass(frozen=True)
+class Passage:
+    source: str
+    text: str
+
+
+def response_prompt(domain: str, demos: Sequence[Demo], passages: Sequence[Passage], task: Demo) -> str:
+    head = (
+        f"You are a knowledgeable expert in {domain}. Complete each task accurately and concisely, "
+        "in the form the instruction asks for.\n\n"
+    )
+    shots = "".join(_answer_block(d, True) for d in demos)
+    context = ""
+    if passages:
+        context = (
+            "Passages that may help with the next task:\n"
+            + "".join(f"[{i}] ({p.source}) {' '.join(p.text.split())}\n" for i, p in enumerate(passages, 1))
+            + "\n"
+        )
+    return head + shots + context + _answer_block(task, False)
+
+
+RESPONSE_STOP = ("### Instruction", "\n### ", "Passages that may help")
