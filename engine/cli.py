@@ -301,7 +301,7 @@ def _examples_list(ctx: Context, a: argparse.Namespace) -> None:
 def _demo(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
     from engine.stages.demo import run_demo
 
-    return run_demo(ctx, a.project, reset=a.reset)
+    return run_demo(ctx, a.project, reset=a.reset, examples=a.examples)
 
 
 # (handler, needs --project, records a run)
@@ -426,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = groups.add_parser("demo", help="build the demo project from the shipped seeds and corpus")
     demo.add_argument("--project", default="demo")
     demo.add_argument("--reset", action="store_true", help="delete and rebuild the demo project")
+    demo.add_argument("--examples", type=int, default=6, help="examples to generate with the base model (default 6)")
     return p
 
 

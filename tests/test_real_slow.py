@@ -59,6 +59,7 @@ def test_demo_headless_end_to_end_and_rerun(home: Path) -> None:
     first = subprocess.run([exe, "demo"], capture_output=True, text=True, env=real_env(), timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "seeds: 70" in first.stdout and "top_passage:" in first.stdout
+    assert "examples: 6" in first.stdout and "respond: 6/6" in first.stderr
     assert "cardiovascular.md" in first.stdout.split("top_passage:")[1]
     assert "Traceback" not in first.stderr
     again = subprocess.run([exe, "demo"], capture_output=True, text=True, env=real_env(), timeout=900)

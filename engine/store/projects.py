@@ -86,4 +86,5 @@ def summary(db: Database, project: Project) -> dict[str, int]:
         "embedded": one(
             "SELECT count(*) FROM chunk_vectors v JOIN chunks c ON c.id = v.chunk_id WHERE c.project_id = ?"
         ),
+        "examples": one("SELECT count(*) FROM examples WHERE project_id = ?"),
     }

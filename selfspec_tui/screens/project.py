@@ -14,6 +14,7 @@ class ProjectScreen(Screen[None]):
     BINDINGS = [
         Binding("s", "seeds", "Seeds"),
         Binding("c", "corpus", "Corpus"),
+        Binding("g", "generate", "Generate"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape,b", "app.pop_screen", "Back"),
     ]
@@ -44,7 +45,7 @@ class ProjectScreen(Screen[None]):
         self.query_one("#overview", Static).update(f"{p.name}  ·  domain: {p.domain}  ·  base model: {p.base_model}")
         self.query_one("#counts", Static).update(
             f"seeds: {s['seeds']} in {s['seed_sets']} set(s)    documents: {s['documents']}"
-            f"    chunks: {s['chunks']} ({s['embedded']} embedded)"
+            f"    chunks: {s['chunks']} ({s['embedded']} embedded)    examples: {s['examples']}"
         )
         runs.reap_dead(db)
         table = self.query_one("#runs", DataTable)
@@ -52,7 +53,7 @@ class ProjectScreen(Screen[None]):
         for r in runs.list_runs(db, p.id, limit=20):
             note = r.error or ", ".join(f"{k}={v}" for k, v in list(r.counts.items())[:4])
             if r.status == "interrupted":
-                note = "interrupted: rerun the same import to resume. " + note
+                note = "interrupted: run it again to resume. " + note
             table.add_row(str(r.id), r.stage, r.status, r.started_at, r.ended_at or "", note[:80])
 
     def action_seeds(self) -> None:
@@ -64,3 +65,8 @@ class ProjectScreen(Screen[None]):
         from selfspec_tui.screens.corpus import CorpusScreen
 
         self.app.push_screen(CorpusScreen(self.project_name))
+
+    def action_generate(self) -> None:
+        from selfspec_tui.screens.generate import GenerateScreen
+
+        self.app.push_screen(GenerateScreen(self.project_name))

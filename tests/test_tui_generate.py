@@ -1,0 +1,84 @@
+"""The Generate screen through Pilot: form, run, live counters and reasons, cancel and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import DataTable, Input, RichLog, Static, Switch
+
+from conftest import ROOT, run_engine
+from engine.store import generation, projects
+from selfspec_tui.app import SelfSpecApp
+from selfspec_tui.screens.generate import GenerateScreen, engine_args, values_from_config
+from test_tui import notes, wait_for
+
+
+def _fake_project() -> None:
+    assert run_engine("project", "create", "g", "--domain", "biomedicine", "--base-model", "fake-generator",
+                      "--embedder", "fake-hash").returncode == 0
+    assert run_engine("seeds", "import", str(ROOT / "seeds" / "biomedicine.jsonl"), "--project", "g").returncode == 0
+    assert run_engine("corpus", "import", str(ROOT / "seeds" / "corpus" / "biomedicine"), "--project",
+                      "g").returncode == 0
+
+
+def test_form_values_become_engine_options() -> None:
+    args = engine_args("p", {"target": "10", "seed": "", "temperature": "0.7"}, retrieval=False, new=True)
+    assert args == ["generate", "--project", "p", "--target", "10", "--temperature", "0.7", "--no-retrieval", "--new"]
+    config = {"generate": {"seed": 5, "brainstorm": {"temperature": 0.9, "top_p": 0.9, "max_tokens": 100}}}
+    values = values_from_config(config, 42)
+    assert values["target"] == "42" and values["seed"] == "5" and values["temperature"] == "0.9"
+
+
+async def test_generate_run_cancel_resume(db, monkeypatch) -> None:
+    _fake_project()
+    app = SelfSpecApp(project="g")
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("g")
+        screen = app.screen
+        assert isinstance(screen, GenerateScreen)
+        assert "no generation yet" in str(screen.query_one("#latest", Static).render())
+        screen.query_one("#target", Input).value = "8"
+        screen.query_one("#seed", Input).value = "3"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: any("8 examples" in n for n in notes(app)))
+        assert screen.query_one("#reasons", DataTable).row_count >= 1
+        lines = [str(line.text) for line in screen.query_one("#items", RichLog).lines]
+        assert any(line.startswith("+ task") for line in lines) and any("= answer" in line for line in lines)
+        assert "kept 8" in str(screen.query_one("#counters", Static).render())
+        assert "generation 1: done" in str(screen.query_one("#latest", Static).render())
+
+        # a slow new generation, cancelled mid-way, then resumed from the same screen
+        monkeypatch.setenv("SELFSPEC_FAKE_GEN_DELAY", "0.1")
+        screen.query_one("#target", Input).value = "30"
+        screen.query_one("#retrieval", Switch).value = False
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: "prompts" in str(screen.query_one("#counters", Static).render()))
+        await pilot.press("escape")  # refused while running
+        assert app.screen is screen
+        await pilot.press("ctrl+x")
+        await wait_for(pilot, lambda: any("ctrl+r resumes" in n for n in notes(app)))
+        latest = str(screen.query_one("#latest", Static).render())
+        assert "generation 2: brainstorm" in latest
+        monkeypatch.delenv("SELFSPEC_FAKE_GEN_DELAY")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: any("30 examples" in n for n in notes(app)))
+        gens = generation.list_for(db, projects.get(db, "g"))
+        assert [g.phase for g in gens] == ["done", "done"] and gens[1].config["generate"]["retrieval"] is False
+        await pilot.press("escape")
+        assert "examples: 38" in str(app.screen.query_one("#counts", Static).render())
+
+
+async def test_bad_option_is_a_notification(db) -> None:
+    _fake_project()
+    app = SelfSpecApp(project="g")
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("g")
+        app.screen.query_one("#top_p", Input).value = "7"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: any("--top-p" in n for n in notes(app)))
+
+
+def test_reopening_prefills_an_unfinished_generation(tmp_path: Path) -> None:
+    config = {"generate": {"seed": 11, "retrieval": False, "passages": 3}}
+    values = values_from_config(config, 7)
+    assert values == {"target": "7", "seed": "11", "passages": "3"}
