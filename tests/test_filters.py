@@ -48,11 +48,14 @@ def test_decisions_equal_rouge_score_on_random_pools() -> None:
             cand = _sentence(rng, rng.choice(pool_texts).split())
             ref = [scorer.score(t, cand)["rougeL"].fmeasure for t in pool_texts]
             best, label = pool.best(cand)
-            assert best == max(ref)  # same float, not just close
-            for threshold in (0.5, 0.7, 0.9):
-                assert (best > threshold) == any(r > threshold for r in ref)
+            assert best == max(ref)  # with no threshold every item is scored: the same float, not just close
             if max(ref) > 0:
                 assert ref[int(label[1:])] == best
+            for threshold in (0.3, 0.5, 0.7, 0.9):
+                pruned, _ = pool.best(cand, threshold)
+                assert (pruned > threshold) == any(r > threshold for r in ref)
+                if max(ref) > threshold:
+                    assert pruned == max(ref)
             near += 0.6 < best <= 0.8
             checked += 1
     assert checked == 1000 and near > 50  # the test exercises the neighbourhood of the threshold

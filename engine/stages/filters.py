@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,15 +22,39 @@ from engine.stages.gen_config import FilterConfig
 _FIRST_CODE = 0x100  # token codes start past Latin-1; surrogates are skipped
 
 
+class _Postings:
+    """Pool items holding one token, with its count in each: a growable pair of arrays."""
+
+    __slots__ = ("items", "counts", "n")
+
+    def __init__(self) -> None:
+        self.items = np.empty(8, dtype=np.int64)
+        self.counts = np.empty(8, dtype=np.int32)
+        self.n = 0
+
+    def append(self, item: int, count: int) -> None:
+        if self.n == len(self.items):
+            self.items = np.resize(self.items, 2 * self.n)
+            self.counts = np.resize(self.counts, 2 * self.n)
+        self.items[self.n], self.counts[self.n] = item, count
+        self.n += 1
+
+
 class RougePool:
-    """Instructions already taken (seeds, kept tasks) and the best ROUGE-L of a new one against them."""
+    """Instructions already taken (seeds, kept tasks) and the best ROUGE-L of a new one against them.
+
+    A candidate's LCS with an item is at most their shared token count, so an inverted index first
+    rules out every item that cannot reach the threshold; the exact LCS (rapidfuzz) is computed
+    for the rest. Decisions are therefore exactly rouge-score's; the score is exact whenever
+    something could exceed the threshold.
+    """
 
     def __init__(self) -> None:
         self._codes: dict[str, str] = {}
         self._encoded: list[str] = []
-        self._lengths: list[int] = []
+        self._lengths = np.empty(0, dtype=np.float64)
         self._labels: list[str] = []
-        self._len_array: np.ndarray | None = None
+        self._postings: dict[str, _Postings] = {}
 
     def __len__(self) -> int:
         return len(self._encoded)
@@ -49,27 +74,41 @@ class RougePool:
 
     def add(self, text: str, label: str) -> None:
         encoded = self.encode(text)
+        item = len(self._encoded)
         self._encoded.append(encoded)
-        self._lengths.append(len(encoded))
         self._labels.append(label)
-        self._len_array = None
+        if item == len(self._lengths):
+            self._lengths = np.resize(self._lengths, max(64, 2 * item))
+        self._lengths[item] = len(encoded)
+        for code, count in Counter(encoded).items():
+            self._postings.setdefault(code, _Postings()).append(item, count)
 
-    def best(self, text: str) -> tuple[float, str]:
-        """Highest ROUGE-L F-measure of `text` against the pool, and what it matched."""
+    def best(self, text: str, threshold: float = 0.0) -> tuple[float, str]:
+        """Highest ROUGE-L F-measure of `text` among pool items that could score above `threshold`."""
         encoded = self.encode(text)
-        if not encoded or not self._encoded:
+        size = len(self._encoded)
+        if not encoded or not size:
             return 0.0, ""
-        lcs = process.cdist([encoded], self._encoded, scorer=LCSseq.similarity, dtype=np.int32, workers=1)[0]
-        if self._len_array is None:
-            self._len_array = np.asarray(self._lengths, dtype=np.float64)
-        lengths = self._len_array
+        lengths = self._lengths[:size]
+        shared = np.zeros(size, dtype=np.int32)
+        for code, count in Counter(encoded).items():
+            post = self._postings.get(code)
+            if post is not None:
+                shared[post.items[: post.n]] += np.minimum(post.counts[: post.n], count)
+        # F = 2*lcs/(lc+lr) > t needs lcs > t*(lc+lr)/2, and lcs <= shared (small margin for rounding)
+        reachable = np.nonzero((shared > 0) & (shared >= threshold * (len(encoded) + lengths) / 2 - 1e-9))[0]
+        if not len(reachable):
+            return 0.0, ""
+        choices = [self._encoded[i] for i in reachable]
+        lcs = process.cdist([encoded], choices, scorer=LCSseq.similarity, dtype=np.int32, workers=1)[0]
+        item_lengths = lengths[reachable]
         with np.errstate(divide="ignore", invalid="ignore"):
             precision = lcs / len(encoded)
-            recall = np.where(lengths > 0, lcs / lengths, 0.0)
+            recall = np.where(item_lengths > 0, lcs / item_lengths, 0.0)
             total = precision + recall
             f = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1.0), 0.0)
         i = int(np.argmax(f))
-        return float(f[i]), self._labels[i]
+        return float(f[i]), self._labels[int(reachable[i])]
 
 
 _MODALITY = re.compile(

@@ -205,7 +205,7 @@ class GenerationRun:
             else:
                 verdict = check_task(t.instruction, t.input, self.config.filters, self.seed_norms)
                 if verdict.kept:
-                    score, match = pool.best(t.instruction)
+                    score, match = pool.best(t.instruction, self.config.filters.rouge_threshold)
                     if score > self.config.filters.rouge_threshold:
                         verdict = Verdict("near_duplicate", f"ROUGE-L {score:.2f} with {match}")
             status = "kept" if verdict.kept else "dropped"
