@@ -218,7 +218,8 @@ def _generate(ctx: Context, a: argparse.Namespace) -> dict[str, Any] | None:
     from engine.stages.generate import open_generation, run_generation
 
     if a.status:
-        return _generation_table(ctx)
+        _generation_table(ctx)
+        return None
     options = {name: getattr(a, name) for _, name, _, _ in _GEN_OPTIONS if getattr(a, name) is not None}
     if a.retrieval is not None:
         options["retrieval"] = a.retrieval
@@ -231,7 +232,7 @@ def _generate(ctx: Context, a: argparse.Namespace) -> dict[str, Any] | None:
 def _generation_table(ctx: Context) -> None:
     from engine.store import generation
 
-    rows = []
+    rows: list[list[Any]] = []
     for g in generation.list_for(ctx.db, ctx.need_project()):
         counts = generation.status_counts(ctx.db, g.id)
         rows.append(
@@ -261,9 +262,10 @@ def _examples_list(ctx: Context, a: argparse.Namespace) -> None:
 
     project = ctx.need_project()
     if a.dropped:
-        gen = a.generation or (generation.latest(ctx.db, project).id if generation.latest(ctx.db, project) else 0)
+        last = generation.latest(ctx.db, project)
+        gen = a.generation or (last.id if last else 0)
         found = generation.candidates(ctx.db, gen, "dropped") if gen else []
-        rows = [
+        rows: list[list[Any]] = [
             [f"{c.prompt_idx}.{c.item_idx}", c.reason, render.clip(c.detail, 30), render.clip(c.instruction, 60)]
             for c in found[-a.limit :]
         ]

@@ -13,20 +13,32 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_engine
 from engine.backends.fakes import FakeGenerator
 from engine.events import Event
 from engine.stages.context import Context, Interrupted
 from engine.stages.generate import GenerationRun, open_generation
 from engine.store import generation, open_store, projects
+from tests.conftest import ROOT, run_engine
 
 SEEDS = ROOT / "seeds" / "biomedicine.jsonl"
 CORPUS = ROOT / "seeds" / "corpus" / "biomedicine"
 
 
 def make_project(name: str = "t", corpus: bool = True) -> None:
-    assert run_engine("project", "create", name, "--domain", "biomedicine", "--base-model", "fake-generator",
-                      "--embedder", "fake-hash").returncode == 0
+    assert (
+        run_engine(
+            "project",
+            "create",
+            name,
+            "--domain",
+            "biomedicine",
+            "--base-model",
+            "fake-generator",
+            "--embedder",
+            "fake-hash",
+        ).returncode
+        == 0
+    )
     assert run_engine("seeds", "import", str(SEEDS), "--project", name).returncode == 0
     if corpus:
         assert run_engine("corpus", "import", str(CORPUS), "--project", name).returncode == 0
@@ -35,7 +47,9 @@ def make_project(name: str = "t", corpus: bool = True) -> None:
 def dump(db_path: Path) -> dict[str, list[tuple]]:
     con = sqlite3.connect(db_path)
     out = {
-        "prompts": con.execute("SELECT idx, seed_ids, mixed_ids, output, finish FROM gen_prompts ORDER BY idx").fetchall(),
+        "prompts": con.execute(
+            "SELECT idx, seed_ids, mixed_ids, output, finish FROM gen_prompts ORDER BY idx"
+        ).fetchall(),
         "candidates": con.execute(
             "SELECT prompt_idx, item_idx, instruction, input, task_type, status, reason, detail FROM candidates"
             " ORDER BY prompt_idx, item_idx"
@@ -176,8 +190,9 @@ def _run_in_process(db, target: int, seed: int, stop_in: str = "", batch: int = 
 
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("stop_in", ["brainstorm", "respond"])
-def test_stop_and_resume_equals_uninterrupted(home: Path, tmp_path: Path, monkeypatch, batch: int,
-                                              stop_in: str) -> None:
+def test_stop_and_resume_equals_uninterrupted(
+    home: Path, tmp_path: Path, monkeypatch, batch: int, stop_in: str
+) -> None:
     homes = {}
     for label in ("straight", "resumed"):
         h = tmp_path / label
@@ -216,7 +231,7 @@ class Garbage(FakeGenerator):
         from engine.backends.generator import Completion
 
         outs = []
-        for p, s in zip(prompts, seeds):
+        for s in seeds:
             kind = s % 4
             text = ["", "\x00\x01\x02 ###", "Task 4\nInstruction:", "Instruction: " + "zzz " * 900][kind]
             outs.append(Completion(text, "length" if kind == 3 else "stop", 10, 5))
@@ -232,8 +247,14 @@ def test_garbage_model_output_is_recorded_not_fatal(home: Path) -> None:
     job.generator = Garbage()
     summary = job.run()
     assert summary["kept_tasks"] == 0 and summary["prompts"] == 12
-    assert set(summary["dropped_by_reason"]) <= {"no_task_in_output", "non_printable", "no_instruction", "truncated",
-                                                  "non_text", "too_long"}
+    assert set(summary["dropped_by_reason"]) <= {
+        "no_task_in_output",
+        "non_printable",
+        "no_instruction",
+        "truncated",
+        "non_text",
+        "too_long",
+    }
     assert sum(summary["dropped_by_reason"].values()) >= 12
 
 
@@ -289,7 +310,11 @@ def test_sigterm_cancels_cleanly_then_resumes(home: Path) -> None:
     env = {**os.environ, "SELFSPEC_FAKE_GEN_DELAY": "0.05"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "generate", "--project", "t", "--target", "40", "--seed", "2"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     _wait_for(home / "selfspec.db", "SELECT count(*) FROM gen_prompts", 3, proc)
     proc.send_signal(signal.SIGTERM)

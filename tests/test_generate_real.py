@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_engine
 from engine.stages.context import Context, Interrupted
 from engine.stages.generate import GenerationRun, open_generation
 from engine.stages.models import DEFAULT_MODEL, builtin_path
 from engine.store import open_store, projects
-from test_generate import dump
+from tests.conftest import ROOT, run_engine
+from tests.test_generate import dump
 
 pytestmark = pytest.mark.slow
 SMALL = {"seed": 5, "max_tokens": 160, "response_max_tokens": 48, "passages": 2, "demos": 2, "max_prompts": 12}
@@ -41,11 +41,16 @@ def hf_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _project(model: str) -> None:
-    assert run_engine("project", "create", "r", "--domain", "biomedicine", "--base-model", model,
-                      "--embedder", "fake-hash").returncode == 0
+    assert (
+        run_engine(
+            "project", "create", "r", "--domain", "biomedicine", "--base-model", model, "--embedder", "fake-hash"
+        ).returncode
+        == 0
+    )
     assert run_engine("seeds", "import", str(ROOT / "seeds" / "biomedicine.jsonl"), "--project", "r").returncode == 0
-    assert run_engine("corpus", "import", str(ROOT / "seeds" / "corpus" / "biomedicine"), "--project",
-                      "r").returncode == 0
+    assert (
+        run_engine("corpus", "import", str(ROOT / "seeds" / "corpus" / "biomedicine"), "--project", "r").returncode == 0
+    )
 
 
 def _straight_and_resumed(tmp_path: Path, monkeypatch, model_setup, options: dict) -> dict[str, dict]:
@@ -118,8 +123,23 @@ def test_transformers_folder_batched_both_stages_and_resume(tmp_path: Path, monk
 def test_cli_generate_on_the_embedded_default(home: Path) -> None:
     _project(DEFAULT_MODEL)
     env = {"SELFSPEC_THREADS": str(len(os.sched_getaffinity(0)))}
-    r = run_engine("generate", "--project", "r", "--target", "2", "--seed", "1", "--max-tokens", "160",
-                   "--response-max-tokens", "48", "--max-prompts", "10", env=env, timeout=600)
+    r = run_engine(
+        "generate",
+        "--project",
+        "r",
+        "--target",
+        "2",
+        "--seed",
+        "1",
+        "--max-tokens",
+        "160",
+        "--response-max-tokens",
+        "48",
+        "--max-prompts",
+        "10",
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "tok/s" in r.stderr and "loading smollm2-135m-instruct (gguf" in r.stderr
     assert "prompts:" in r.stdout

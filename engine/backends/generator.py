@@ -126,7 +126,8 @@ class TransformersGenerator:
         try:
             self.tok = AutoTokenizer.from_pretrained(str(path))
             dtype = torch.bfloat16 if device == "cuda" else torch.float32
-            self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device).eval()
+            model: Any = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+            self.model = model.to(device).eval()
         except (OSError, ValueError, KeyError) as exc:
             raise UserError(f"transformers cannot load {path}: {exc}") from exc
         self.tok.padding_side = "left"
@@ -178,7 +179,8 @@ class TransformersGenerator:
         for row, prompt_mask in zip(ids, enc["attention_mask"]):
             new = row[width:].tolist()
             n = next((i for i, t in enumerate(new) if t in eos), len(new))
-            text, stopped = cut_at_stop(self.tok.decode(new[:n], skip_special_tokens=True), sampling.stop)
+            decoded = str(self.tok.decode(new[:n], skip_special_tokens=True))
+            text, stopped = cut_at_stop(decoded, sampling.stop)
             hit_eos = n < len(new)
             finish = "stop" if stopped or hit_eos else ("length" if n >= sampling.max_tokens else "stop")
             if cancel():

@@ -14,17 +14,17 @@ class Strict(BaseModel):
 
 
 class Sampling(Strict):
-    temperature: float = Field(1.0, ge=0.0, le=5.0)
-    top_p: float = Field(0.98, gt=0.0, le=1.0)
-    max_tokens: int = Field(768, ge=1, le=32768)
+    temperature: float = Field(default=1.0, ge=0.0, le=5.0)
+    top_p: float = Field(default=0.98, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=768, ge=1, le=32768)
 
 
 class FilterConfig(Strict):
-    rouge_threshold: float = Field(0.7, gt=0.0, le=1.0)
+    rouge_threshold: float = Field(default=0.7, gt=0.0, le=1.0)
     """drop a task whose ROUGE-L F with any seed or kept instruction is above this"""
-    min_words: int = Field(4, ge=1)
-    max_words: int = Field(150, ge=1)
-    max_input_words: int = Field(400, ge=1)
+    min_words: int = Field(default=4, ge=1)
+    max_words: int = Field(default=150, ge=1)
+    max_input_words: int = Field(default=400, ge=1)
 
 
 class GenerateConfig(Strict):
@@ -33,22 +33,22 @@ class GenerateConfig(Strict):
     """every prompt's randomness derives from (seed, stage, item index)"""
     seed_set: str = ""
     """restrict demonstrations to one seed set ('' = all of the project's seeds)"""
-    k_seeds: int = Field(3, ge=1, le=20)
-    k_generated: int = Field(0, ge=0, le=20)
+    k_seeds: int = Field(default=3, ge=1, le=20)
+    k_generated: int = Field(default=0, ge=0, le=20)
     """how many of the brainstorm demonstrations come from already kept tasks"""
-    tasks_per_prompt: int = Field(4, ge=1, le=20)
+    tasks_per_prompt: int = Field(default=4, ge=1, le=20)
     topics: tuple[str, ...] = ()
     brainstorm: Sampling = Sampling()
     respond: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=512)
     retrieval: bool = True
-    passages: int = Field(5, ge=1, le=20)
-    demos: int = Field(5, ge=0, le=20)
+    passages: int = Field(default=5, ge=1, le=20)
+    demos: int = Field(default=5, ge=0, le=20)
     filters: FilterConfig = FilterConfig()
-    batch_size: int = Field(8, ge=1, le=512)
+    batch_size: int = Field(default=8, ge=1, le=512)
     """prompts per generate() call (transformers backend; llama.cpp answers one at a time)"""
-    context: int = Field(4096, ge=256, le=131072)
+    context: int = Field(default=4096, ge=256, le=131072)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_prompts: int = Field(0, ge=0)
+    max_prompts: int = Field(default=0, ge=0)
     """stop brainstorming after this many prompts even if the target is not reached (0: 20 x target + 20)"""
 
     def prompt_budget(self, target: int) -> int:

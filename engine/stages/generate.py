@@ -84,6 +84,7 @@ class GenerationRun:
         self.seed_norms = {normalized(s.instruction) for s in self.seeds}
         self.tally = Tally()
         self.generator: Any = None
+        self.searcher: Any = None  # loaded on first need (embedder + index)
 
     def load_model(self) -> None:
         from engine.backends.generator import load_generator
@@ -252,7 +253,9 @@ class GenerationRun:
         ctx, gen, cfg = self.ctx, self.gen, self.config
         ordered = store.stage2_candidates(ctx.db, gen.id)
         todo_ids = {c.id for c in store.awaiting_response(ctx.db, gen.id)}
-        searcher = self._searcher() if cfg.retrieval and todo_ids else None
+        if cfg.retrieval and todo_ids and self.searcher is None:
+            self.searcher = self._searcher()
+        searcher = self.searcher
         origins = store.prompt_origins(ctx.db, gen.id)
         sampling = Sampling(cfg.respond.temperature, cfg.respond.top_p, cfg.respond.max_tokens, RESPONSE_STOP)
         done = len(ordered) - len(todo_ids)
