@@ -53,7 +53,7 @@ def _project(model: str) -> None:
     )
 
 
-def _straight_and_resumed(tmp_path: Path, monkeypatch, model_setup, options: dict) -> dict[str, dict]:
+def _straight_and_resumed(tmp_path: Path, monkeypatch, model_setup, options: dict, target: int = 3) -> dict:
     generator = None
     results = {}
     for label in ("straight", "resumed"):
@@ -64,7 +64,7 @@ def _straight_and_resumed(tmp_path: Path, monkeypatch, model_setup, options: dic
         _project(model_name)
         db = open_store()
         ctx = Context(db=db, emit=lambda e: None, project=projects.get(db, "r"))
-        gen = open_generation(ctx, dict(options), 3, None, False)
+        gen = open_generation(ctx, dict(options), target, None, False)
         job = GenerationRun(ctx, gen)
         if generator is None:
             job.load_model()
@@ -103,6 +103,7 @@ def test_llama_cpp_both_stages_and_resume(tmp_path: Path, monkeypatch) -> None:
     prompts = results["straight"]["prompts"]
     assert prompts and all(isinstance(p[3], str) for p in prompts)
     assert any(p[3].strip() for p in prompts)  # the model wrote something
+    assert results["straight"]["examples"], "no task was kept, so stage 2 did not run"
     for row in results["straight"]["examples"]:
         assert row[4].strip()  # a non-empty answer
         assert '"chunk_id"' in row[7]
@@ -114,10 +115,19 @@ def test_transformers_folder_batched_both_stages_and_resume(tmp_path: Path, monk
         assert r.returncode == 0, r.stderr
         return "smol-hf"
 
-    options = {**SMALL, "batch_size": 2, "device": "cpu"}
-    results = _straight_and_resumed(tmp_path, monkeypatch, register, options)
+    options = {
+        **SMALL,
+        "batch_size": 2,
+        "device": "cpu",
+        "tasks_per_prompt": 1,
+        "max_tokens": 100,
+        "response_max_tokens": 32,
+        "max_prompts": 8,
+    }
+    results = _straight_and_resumed(tmp_path, monkeypatch, register, options, target=2)
     assert results["straight"] == results["resumed"]
     assert any(p[3].strip() for p in results["straight"]["prompts"])
+    assert results["straight"]["examples"], "no task was kept, so stage 2 did not run"
 
 
 def test_cli_generate_on_the_embedded_default(home: Path) -> None:
@@ -143,3 +153,58 @@ def test_cli_generate_on_the_embedded_default(home: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     assert "tok/s" in r.stderr and "loading smollm2-135m-instruct (gguf" in r.stderr
     assert "prompts:" in r.stdout
+
+
+def _backends(hf_folder: Path):  # type: ignore[no-untyped-def]
+    from engine.backends.generator import LlamaCppGenerator, TransformersGenerator
+
+    gguf = builtin_path(DEFAULT_MODEL)
+    assert gguf is not None
+    yield LlamaCppGenerator(DEFAULT_MODEL, gguf, 2, 2048)
+    yield TransformersGenerator("smol-hf", hf_folder, "cpu", 2, 2, 2048)
+
+
+def test_both_backends_honour_sampling_limits_and_stops(hf_folder: Path) -> None:
+    from engine.backends.generator import Sampling
+
+    prompts = ["List three symptoms of asthma:\n1.", "The kidney filters"]
+    never = lambda: False  # noqa: E731
+    for gen in _backends(hf_folder):
+        short = gen.generate(prompts, Sampling(0.0, 1.0, 5), [1, 2], never)
+        assert [c.finish for c in short] == ["length", "length"] and all(c.tokens == 5 for c in short)
+        again = gen.generate(prompts, Sampling(0.0, 1.0, 5), [9, 9], never)
+        assert [c.text for c in again] == [c.text for c in short]  # greedy ignores the seed
+        stopped = gen.generate(prompts, Sampling(0.0, 1.0, 40, ("\n",)), [1, 2], never)
+        assert all("\n" not in c.text for c in stopped) and all(c.tokens <= 40 for c in stopped)
+        a = gen.generate(prompts, Sampling(1.0, 0.98, 12), [3, 3], never)
+        b = gen.generate(prompts, Sampling(1.0, 0.98, 12), [3, 3], never)
+        assert [c.text for c in a] == [c.text for c in b]  # same seed, same sample
+        assert gen.count_tokens("The kidney filters") >= 3
+        assert gen.generate(prompts, Sampling(0.0, 1.0, 50), [1, 2], lambda: True) == []
+        calls = [0]
+
+        def soon(calls: list[int] = calls) -> bool:  # false for the first checks, then a stop mid-way
+            calls[0] += 1
+            return calls[0] > 4
+
+        mid = gen.generate(prompts, Sampling(0.0, 1.0, 50), [1, 2], soon)
+        assert mid and mid[0].finish == "cancelled" and mid[0].tokens < 50
+        gen.close()
+
+
+@pytest.mark.gpu
+def test_transformers_on_cuda_is_bf16_and_batched(hf_folder: Path) -> None:
+    import time
+
+    from engine.backends.generator import Sampling, TransformersGenerator
+
+    gen = TransformersGenerator("smol-hf", hf_folder, "cuda", 32, 4, 2048)
+    assert str(next(gen.model.parameters()).dtype) == "torch.bfloat16"
+    prompts = [f"Question {i}: what does the liver do?\nAnswer:" for i in range(32)]
+    rates = {}
+    for size in (1, 32):
+        gen.batch_size = size
+        t0 = time.perf_counter()
+        outs = gen.generate(prompts, Sampling(0.0, 1.0, 64), [0] * 32, lambda: False)
+        rates[size] = sum(o.tokens for o in outs) / (time.perf_counter() - t0)
+    assert rates[32] > 4 * rates[1], rates

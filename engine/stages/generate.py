@@ -469,7 +469,7 @@ def open_generation(
         changed = sorted(k for k in options if build_config({k: options[k]}, stored) != stored)
         raise UserError(
             f"generation {gen.id} is unfinished and was started with other settings ({', '.join(changed)}); "
-            f"run without them to resume it, or pass --new to start another generation"
+            f"run without them to resume it, or pass --new (ctrl+n in the TUI) to start another generation"
         )
     if target is not None and target != gen.target:
         store.set_target(ctx.db, gen.id, target)
