@@ -66,9 +66,11 @@ async def test_generate_run_cancel_resume(db, monkeypatch) -> None:
         screen.query_one("#retrieval", Switch).value = False
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: "prompts" in str(screen.query_one("#counters", Static).render()))
-        await pilot.press("escape")  # refused while running
+        screen.query_one("#target", Input).focus()
+        await pilot.press("escape", "escape")  # the first leaves the field; the second is refused while running
         assert app.screen is screen
-        await pilot.press("ctrl+x")
+        screen.query_one("#seed", Input).focus()
+        await pilot.press("ctrl+x")  # works from inside a form field too
         await wait_for(pilot, lambda: any("ctrl+r resumes" in n for n in notes(app)))
         latest = str(screen.query_one("#latest", Static).render())
         assert "generation 2: brainstorm" in latest
@@ -77,7 +79,7 @@ async def test_generate_run_cancel_resume(db, monkeypatch) -> None:
         await wait_for(pilot, lambda: any("30 examples" in n for n in notes(app)))
         gens = generation.list_for(db, projects.get(db, "g"))
         assert [g.phase for g in gens] == ["done", "done"] and gens[1].config["generate"]["retrieval"] is False
-        await pilot.press("escape")
+        await pilot.press("escape", "escape")  # leave the field, then the screen
         assert "examples: 38" in str(app.screen.query_one("#counts", Static).render())
 
 

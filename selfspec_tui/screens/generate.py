@@ -74,9 +74,10 @@ def values_from_config(config: dict[str, Any], target: int) -> dict[str, str]:
 
 class GenerateScreen(Screen[None]):
     BINDINGS = [
-        Binding("ctrl+r", "start(False)", "Run / resume"),
-        Binding("ctrl+n", "start(True)", "New generation"),
-        Binding("ctrl+x", "cancel", "Cancel"),
+        # priority: these must work while a form field has focus (Input binds ctrl+x to cut)
+        Binding("ctrl+r", "start(False)", "Run / resume", priority=True),
+        Binding("ctrl+n", "start(True)", "New generation", priority=True),
+        Binding("ctrl+x", "cancel", "Cancel", priority=True),
         Binding("escape", "back", "Back"),
     ]
 
