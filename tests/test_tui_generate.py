@@ -9,29 +9,12 @@ from textual.widgets import DataTable, Input, RichLog, Static, Switch
 from engine.store import generation, projects
 from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.generate import GenerateScreen, engine_args, values_from_config
-from tests.conftest import ROOT, run_engine
+from tests.test_generate import make_project
 from tests.test_tui import notes, wait_for
 
 
 def _fake_project() -> None:
-    assert (
-        run_engine(
-            "project",
-            "create",
-            "g",
-            "--domain",
-            "biomedicine",
-            "--base-model",
-            "fake-generator",
-            "--embedder",
-            "fake-hash",
-        ).returncode
-        == 0
-    )
-    assert run_engine("seeds", "import", str(ROOT / "seeds" / "biomedicine.jsonl"), "--project", "g").returncode == 0
-    assert (
-        run_engine("corpus", "import", str(ROOT / "seeds" / "corpus" / "biomedicine"), "--project", "g").returncode == 0
-    )
+    make_project("g")
 
 
 def test_form_values_become_engine_options() -> None:
