@@ -79,23 +79,15 @@ def stage_of(call) -> str:  # type: ignore[no-untyped-def]
 
 
 def replay_llama(llm, calls) -> tuple[dict[str, float], bool]:  # type: ignore[no-untyped-def]
+    from engine.backends.generator import llama_sampling
+
     times = {"brainstorm": 0.0, "respond": 0.0}
     same = True
     for prompts, s, seeds, outs in calls:
         for prompt, seed, out in zip(prompts, seeds, outs):
             llm.reset()
             t0 = time.perf_counter()
-            r = llm.create_completion(
-                prompt,
-                max_tokens=s.max_tokens,
-                temperature=s.temperature,
-                top_p=s.top_p,
-                top_k=0 if s.temperature > 0 else 40,
-                min_p=0.0,
-                repeat_penalty=1.0,
-                stop=list(s.stop),
-                seed=seed,
-            )
+            r = llm.create_completion(prompt, **llama_sampling(s, seed))
             times[stage_of((prompts,))] += time.perf_counter() - t0
             same &= r["choices"][0]["text"] == out.text
     return times, same

@@ -50,6 +50,20 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def llama_sampling(sampling: Sampling, seed: int) -> dict[str, Any]:
+    """create_completion arguments for plain temperature + top-p sampling (no top-k, min-p or penalty)."""
+    return {
+        "max_tokens": sampling.max_tokens,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": 0 if sampling.temperature > 0 else 40,
+        "min_p": 0.0,
+        "repeat_penalty": 1.0,
+        "stop": list(sampling.stop) or None,
+        "seed": seed,
+    }
+
+
 class LlamaCppGenerator:
     """One prompt at a time; the KV cache is reset per prompt so results do not depend on order."""
 
@@ -88,16 +102,7 @@ class LlamaCppGenerator:
                 break
             self.llm.reset()
             result: Any = self.llm.create_completion(
-                prompt,
-                max_tokens=sampling.max_tokens,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                top_k=0 if sampling.temperature > 0 else 40,
-                min_p=0.0,
-                repeat_penalty=1.0,
-                stop=list(sampling.stop) or None,
-                seed=seed,
-                stopping_criteria=stopper,
+                prompt, **llama_sampling(sampling, seed), stopping_criteria=stopper
             )
             choice, usage = result["choices"][0], result["usage"]
             finish = "cancelled" if cancel() else (choice.get("finish_reason") or "stop")
