@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine import render, runner
+from engine import cli_data, render, runner
 from engine.errors import UserError
 from engine.events import json_sink
 from engine.stages.context import Context
@@ -327,6 +327,7 @@ COMMANDS: dict[str, tuple[Any, bool, bool]] = {
     "generate": (_generate, True, True),
     "examples list": (_examples_list, True, False),
     "demo": (_demo, False, True),
+    **cli_data.COMMANDS,
 }
 
 
@@ -425,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--generation", type=int)
     el.add_argument("--dropped", action="store_true", help="show dropped tasks and why")
     el.add_argument("--limit", type=int, default=30)
+    cli_data.add_parsers(groups, group)
     demo = groups.add_parser("demo", help="build the demo project from the shipped seeds and corpus")
     demo.add_argument("--project", default="demo")
     demo.add_argument("--reset", action="store_true", help="delete and rebuild the demo project")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,3 +41,19 @@ def open_store(path: Path | None = None) -> Database:
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@contextmanager
+def write_txn(db: Database) -> Iterator[Database]:
+    """A transaction that takes the write lock up front (BEGIN IMMEDIATE).
+
+    For read-then-write work that other processes may race: a deferred transaction that reads
+    and then writes can fail with SQLITE_BUSY at once; an immediate one waits its turn.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.conn.rollback()
+        raise
+    db.execute("COMMIT")

@@ -160,3 +160,69 @@ def m002_generation(db: Database) -> None:
         "CREATE INDEX examples_by_project ON examples(project_id, status)",
         "CREATE INDEX examples_by_generation ON examples(generation_id)",
     )
+
+
+@migrations(name="m003_review")
+def m003_review(db: Database) -> None:
+    _run(
+        db,
+        # the current version of an example's text (0 = as generated or imported)
+        "ALTER TABLE examples ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE examples ADD COLUMN chars INTEGER GENERATED ALWAYS AS"
+        " (length(instruction) + length(input) + length(output)) VIRTUAL",
+        "CREATE INDEX examples_by_type ON examples(project_id, task_type)",
+        "CREATE INDEX examples_by_flag ON examples(project_id, flag)",
+        """CREATE TABLE example_versions (
+            id INTEGER PRIMARY KEY,
+            example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            instruction TEXT NOT NULL,
+            input TEXT NOT NULL,
+            output TEXT NOT NULL,
+            task_type TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (example_id, version)
+        )""",
+        """CREATE TABLE review_actions (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            session TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            changed INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            undone_at TEXT
+        )""",
+        "CREATE INDEX review_actions_by_session ON review_actions(project_id, session, id)",
+        """CREATE TABLE review_changes (
+            action_id INTEGER NOT NULL REFERENCES review_actions(id) ON DELETE CASCADE,
+            example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+            before_status TEXT NOT NULL,
+            before_flag TEXT NOT NULL,
+            before_version INTEGER NOT NULL,
+            after_status TEXT NOT NULL,
+            after_flag TEXT NOT NULL,
+            after_version INTEGER NOT NULL,
+            PRIMARY KEY (action_id, example_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX review_changes_by_example ON review_changes(example_id)",
+        """CREATE VIRTUAL TABLE examples_fts USING fts5(
+            instruction, input, output, content='examples', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        )""",
+        """CREATE TRIGGER examples_fts_insert AFTER INSERT ON examples BEGIN
+            INSERT INTO examples_fts(rowid, instruction, input, output)
+            VALUES (new.id, new.instruction, new.input, new.output);
+        END""",
+        """CREATE TRIGGER examples_fts_delete AFTER DELETE ON examples BEGIN
+            INSERT INTO examples_fts(examples_fts, rowid, instruction, input, output)
+            VALUES ('delete', old.id, old.instruction, old.input, old.output);
+        END""",
+        """CREATE TRIGGER examples_fts_update AFTER UPDATE OF instruction, input, output ON examples BEGIN
+            INSERT INTO examples_fts(examples_fts, rowid, instruction, input, output)
+            VALUES ('delete', old.id, old.instruction, old.input, old.output);
+            INSERT INTO examples_fts(rowid, instruction, input, output)
+            VALUES (new.id, new.instruction, new.input, new.output);
+        END""",
+        "INSERT INTO examples_fts(examples_fts) VALUES ('rebuild')",
+    )

@@ -142,3 +142,4 @@ class Example:
     provenance: dict[str, Any]
     passages: list[dict[str, Any]]
     created_at: str
+    version: int = 0

@@ -15,6 +15,7 @@ class ProjectScreen(Screen[None]):
         Binding("s", "seeds", "Seeds"),
         Binding("c", "corpus", "Corpus"),
         Binding("g", "generate", "Generate"),
+        Binding("v", "review", "Review"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape,b", "app.pop_screen", "Back"),
     ]
@@ -70,3 +71,8 @@ class ProjectScreen(Screen[None]):
         from selfspec_tui.screens.generate import GenerateScreen
 
         self.app.push_screen(GenerateScreen(self.project_name))
+
+    def action_review(self) -> None:
+        from selfspec_tui.screens.review import ReviewScreen
+
+        self.app.push_screen(ReviewScreen(self.project_name))
