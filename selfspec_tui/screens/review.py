@@ -38,6 +38,7 @@ COLUMNS = [
 STATUS_STYLE = {"pending": "yellow", "accepted": "green", "rejected": "red", "edited": "cyan"}
 SORT_ORDER = [c.key for c in COLUMNS]
 POLL_S = 2.0
+DROPPED = "dropped"  # the status filter's read-only view of tasks the generation filters dropped
 
 
 class ReviewScreen(Screen[None]):
@@ -58,6 +59,7 @@ class ReviewScreen(Screen[None]):
         Binding("2", "status('accepted')", "Accepted", show=False),
         Binding("3", "status('rejected')", "Rejected", show=False),
         Binding("4", "status('edited')", "Edited", show=False),
+        Binding("5", "status('dropped')", "Dropped", show=False),
         Binding("ctrl+l", "reload", "Reload", show=False),
         Binding("escape", "back", "Back"),
     ]
@@ -73,6 +75,8 @@ class ReviewScreen(Screen[None]):
         self.start_generation = generation_id
         self._debounce: Timer | None = None
         self._seen_version = 0
+        self.dropped_mode = False
+        self.dropped_total = 0
 
     @property
     def db(self) -> Any:
@@ -83,7 +87,12 @@ class ReviewScreen(Screen[None]):
         yield Static("", id="review-title", classes="screen-title")
         yield Static("", id="review-counts")
         with Horizontal(id="review-filters"):
-            yield Select([(s, s) for s in ("all", *review.STATUSES)], value="all", allow_blank=False, id="f-status")
+            yield Select(
+                [(s, s) for s in ("all", *review.STATUSES)] + [("dropped by filters", DROPPED)],
+                value="all",
+                allow_blank=False,
+                id="f-status",
+            )
             yield Select([("all runs", -1)], value=-1, allow_blank=False, id="f-run")
             yield Input(placeholder="task type", id="f-type")
             yield Input(placeholder="flag / reason", id="f-reason")
@@ -111,7 +120,7 @@ class ReviewScreen(Screen[None]):
         status = str(self.query_one("#f-status", Select).value)
         run = self.query_one("#f-run", Select).value
         return review.Filter(
-            status="" if status == "all" else status,
+            status="" if status in ("all", DROPPED) else status,
             task_type=self.query_one("#f-type", Input).value.strip(),
             reason=self.query_one("#f-reason", Input).value.strip(),
             generation=None if run == -1 else int(str(run)),
@@ -121,9 +130,15 @@ class ReviewScreen(Screen[None]):
     def reload(self, keep: int | None = None) -> None:
         """Query the filter again (a new filter or sort, or someone else's changes)."""
         table = self.query_one(VirtualTable)
+        self.dropped_mode = self.query_one("#f-status", Select).value == DROPPED
         try:
-            found = review.ids(self.db, self.project, self.current_filter(), self.sort, self.descending)
+            f = self.current_filter()
+            if self.dropped_mode:
+                found = [(i, DROPPED) for i in review.dropped_ids(self.db, self.project, f, self.sort, self.descending)]
+            else:
+                found = review.ids(self.db, self.project, f, self.sort, self.descending)
             self.counts = review.counts(self.db, self.project)
+            self.dropped_total = review.dropped_count(self.db, self.project)
         except (UserError, sqlite3.Error) as exc:
             self.notify(str(exc), severity="error")
             return
@@ -135,6 +150,20 @@ class ReviewScreen(Screen[None]):
 
     def _load_rows(self, ids: list[int]) -> dict[int, Cells]:
         out: dict[int, Cells] = {}
+        if self.dropped_mode:
+            for i, c in review.dropped(self.db, ids).items():
+                reason = c.reason + (f": {c.detail}" if c.detail else "")
+                size = str(len(c.instruction) + len(c.input))
+                out[i] = [
+                    (f"c{c.id}", "dim"),
+                    ("dropped", "bright_black"),
+                    (c.task_type, ""),
+                    (c.instruction, "bright_black"),
+                    (reason, "magenta"),
+                    (size, "dim"),
+                    (str(c.generation_id), "dim"),
+                ]
+            return out
         for i, v in review.row_views(self.db, ids).items():
             out[i] = [
                 (str(v.id), "dim"),
@@ -152,7 +181,9 @@ class ReviewScreen(Screen[None]):
         parts = [f"[{STATUS_STYLE[s]}]{s}[/] {c.get(s, 0):,}" for s in review.STATUSES]
         training = c.get("accepted", 0) + c.get("edited", 0)
         self.query_one("#review-counts", Static).update(
-            "   ".join(parts) + f"    │ training set {training:,}    │ shown {len(self.status_of):,}"
+            "   ".join(parts)
+            + f"    │ training set {training:,}    │ dropped by filters {self.dropped_total:,}"
+            + f"    │ shown {len(self.status_of):,}"
         )
         f = self.current_filter()
         what = ", ".join(f"{k}: {v}" for k, v in vars(f).items() if v not in ("", None, False, ()))
@@ -167,6 +198,18 @@ class ReviewScreen(Screen[None]):
         detail = self.query_one("#detail", TextPane)
         if key is None:
             detail.update("[dim]no examples match the filter[/dim]" if self.counts else "")
+            return
+        if self.dropped_mode:
+            c = review.dropped(self.db, [key]).get(key)
+            if c is not None:
+                detail.update(
+                    f"[b]task c{c.id}[/b]  [bright_black]dropped by the filters[/]  run {c.generation_id}"
+                    f"  prompt {c.prompt_idx}.{c.item_idx}\n\n[b]Reason[/b]\n[magenta]{escape(c.reason)}[/]"
+                    + (f" {escape(c.detail)}" if c.detail else "")
+                    + f"\n\n[b]Instruction[/b]\n{escape(c.instruction)}\n\n[b]Input[/b]\n"
+                    + (escape(c.input) if c.input else "[dim](none)[/dim]")
+                    + "\n\n[dim]Dropped tasks never got an answer, so there is nothing to accept here.[/dim]"
+                )
             return
         try:
             detail.update(self._describe(review.get(self.db, key)))
@@ -262,7 +305,14 @@ class ReviewScreen(Screen[None]):
 
     # ---- actions ------------------------------------------------------------------------------
 
+    def _read_only(self) -> bool:
+        if self.dropped_mode:
+            self.notify("dropped tasks are shown to audit the filters; they have no answer to review")
+        return self.dropped_mode
+
     def action_decide(self, status: str) -> None:
+        if self._read_only():
+            return
         table = self.query_one(VirtualTable)
         key = table.current
         if key is None:
@@ -288,6 +338,8 @@ class ReviewScreen(Screen[None]):
         self.notify("no pending examples among those shown")
 
     def action_edit(self) -> None:
+        if self._read_only():
+            return
         key = self.query_one(VirtualTable).current
         if key is None:
             return
@@ -310,6 +362,8 @@ class ReviewScreen(Screen[None]):
         self.app.push_screen(SeedModal(f"Edit example {key} (the original is kept)", values), saved)
 
     def action_flag(self) -> None:
+        if self._read_only():
+            return
         key = self.query_one(VirtualTable).current
         if key is None:
             return
@@ -346,6 +400,8 @@ class ReviewScreen(Screen[None]):
         self.notify(msg, severity="warning" if done.conflicts else "information")
 
     def action_bulk(self, status: str) -> None:
+        if self._read_only():
+            return
         keys = list(self.query_one(VirtualTable).keys)
         if not keys:
             return

@@ -1,0 +1,256 @@
+"""The Review screen through Pilot: every key, bulk actions with confirmation, undo, filters,
+sorting, a second window writing to the same project, and layout snapshots."""
+
+from __future__ import annotations
+
+from textual.widgets import Input, Select, TextArea
+
+from engine.store import open_store, projects, review
+from engine.store.review import Filter
+from selfspec_tui.app import SelfSpecApp
+from selfspec_tui.screens.review import ReviewScreen
+from selfspec_tui.widgets.text_pane import TextPane
+from selfspec_tui.widgets.virtual_table import VirtualTable
+from tests.review_fixtures import fill
+from tests.test_generate import make_project
+from tests.test_tui import notes, wait_for
+
+SIZE = (150, 44)
+
+
+async def open_review(pilot) -> ReviewScreen:
+    await pilot.press("v")
+    await pilot.pause()
+    screen = pilot.app.screen
+    assert isinstance(screen, ReviewScreen)
+    return screen
+
+
+def table(screen) -> VirtualTable:
+    return screen.query_one(VirtualTable)
+
+
+def detail(screen) -> str:
+    return screen.query_one("#detail", TextPane).plain
+
+
+async def test_single_keys_decide_move_and_undo(db, project) -> None:
+    ids = fill(db, project, 25, seed=1)
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        t = table(screen)
+        assert t.keys == ids and t.current == ids[0]
+        assert f"#{ids[0]}" in detail(screen) and "Instruction" in detail(screen)
+        assert "pending 25" in str(screen.query_one("#review-counts").render())
+        await pilot.press("a")  # accept, then the cursor moves on
+        assert review.get(db, ids[0]).status == "accepted" and t.current == ids[1]
+        await pilot.press("r")
+        assert review.get(db, ids[1]).status == "rejected" and t.current == ids[2]
+        counts = str(screen.query_one("#review-counts").render())
+        assert "pending 23" in counts and "accepted 1" in counts and "rejected 1" in counts
+        await pilot.press("home", "n")  # next pending skips the two decided rows
+        assert t.current == ids[2]
+        await pilot.press("u")  # undo the reject
+        assert review.get(db, ids[1]).status == "pending" and t.current == ids[1]
+        await pilot.press("u")
+        assert review.get(db, ids[0]).status == "pending"
+        await pilot.press("u")
+        assert "nothing to undo" in notes(app)[-1]
+        await pilot.press("down", "down", "up")
+        assert t.current == ids[1]
+        await pilot.press("end")
+        assert t.current == ids[-1]
+
+
+async def test_edit_flag_and_undo_of_the_edit(db, project) -> None:
+    ids = fill(db, project, 5, seed=2)
+    original = review.get(db, ids[0])
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        await pilot.press("e")
+        area = app.screen.query_one("#output", TextArea)
+        assert area.text == original.output
+        area.text = "A corrected, sourced answer."
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        e = review.get(db, ids[0])
+        assert (e.status, e.version, e.output) == ("edited", 1, "A corrected, sourced answer.")
+        assert "version 1 (original kept)" in detail(screen) and "Original (version 0)" in detail(screen)
+        await pilot.press("e")
+        app.screen.query_one("#output", TextArea).text = ""
+        await pilot.press("ctrl+s")  # invalid: the dialog stays and says why
+        assert "is empty" in str(app.screen.query_one("#error").render())
+        await pilot.press("escape")
+        assert review.get(db, ids[0]).version == 1
+        await pilot.press("f")
+        await pilot.press(*"wrong dose", "enter")
+        assert review.get(db, ids[0]).flag == "wrong dose" and "flag: wrong dose" in detail(screen)
+        await pilot.press("u", "u")  # unflag, then un-edit
+        e = review.get(db, ids[0])
+        assert (e.flag, e.status, e.output, e.version) == ("", "pending", original.output, 0)
+        assert "version" not in detail(screen).split("\n")[0]
+
+
+async def test_bulk_actions_ask_first_and_undo_as_one(db, project) -> None:
+    fill(db, project, 40, seed=3)
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        screen.query_one("#f-type", Input).value = "qa"
+        await pilot.press("enter")  # the type field has focus? submit re-queries either way
+        await wait_for(pilot, lambda: len(table(screen).keys) < 40)
+        shown = list(table(screen).keys)
+        assert shown and all(review.get(db, i).task_type == "qa" for i in shown)
+        table(screen).focus()
+        await pilot.press("A")
+        assert f"Accept all {len(shown)} shown" in str(app.screen.query_one("#question").render())
+        await pilot.press("n")  # no: nothing happens
+        assert review.counts(db, project)["accepted"] == 0
+        await pilot.press("A", "y")
+        assert review.counts(db, project)["accepted"] == len(shown)
+        assert f"accepted {len(shown)}" in str(screen.query_one("#review-counts").render())
+        await pilot.press("R", "y")
+        assert review.counts(db, project)["rejected"] == len(shown)
+        await pilot.press("u")
+        assert review.counts(db, project)["accepted"] == len(shown)
+        await pilot.press("u")
+        assert review.counts(db, project)["pending"] == 40
+
+
+async def test_filters_search_status_keys_and_sorting(db, project) -> None:
+    ids = fill(db, project, 60, seed=4)
+    review.set_status(db, project, Filter(ids=tuple(ids[:5])), "accepted", "x")
+    review.set_flag(db, project, Filter(ids=(ids[7],)), "unsupported claim", "x")
+    gen = review.get(db, ids[0]).generation_id
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        await pilot.press("2")
+        await pilot.pause()
+        assert table(screen).keys == ids[:5]
+        await pilot.press("1")
+        await pilot.pause()
+        assert len(table(screen).keys) == 55
+        await pilot.press("0", "/")
+        assert screen.focused is screen.query_one("#f-search", Input)
+        target = review.get(db, ids[11]).instruction.split()[1]  # "11:" -> the task number word
+        await pilot.press(*"Task 11", "enter")
+        await wait_for(pilot, lambda: ids[11] in table(screen).keys and len(table(screen).keys) < 60)
+        assert target and screen.focused is table(screen)
+        screen.query_one("#f-search", Input).value = ""
+        screen.query_one("#f-reason", Input).value = "unsupported"
+        await wait_for(pilot, lambda: table(screen).keys == [ids[7]])
+        screen.query_one("#f-reason", Input).value = ""
+        screen.query_one("#f-run", Select).value = 0  # imported
+        await wait_for(pilot, lambda: len(table(screen).keys) == 6)
+        screen.query_one("#f-run", Select).value = gen
+        await wait_for(pilot, lambda: all(review.get(db, i).generation_id == gen for i in table(screen).keys))
+        screen.query_one("#f-run", Select).value = -1
+        await wait_for(pilot, lambda: len(table(screen).keys) == 60)
+        table(screen).focus()
+        await pilot.press("s")  # sort by status
+        assert screen.sort == "status" and table(screen).keys[:5] == ids[:5]  # accepted < pending
+        await pilot.press("S")
+        assert screen.descending and table(screen).keys[-5:] == list(reversed(ids[:5]))
+        widths = table(screen)._widths()
+        x = sum(w + 1 for w in widths[:5]) + 1  # inside the 6th header cell, "chars"
+        await pilot.click(VirtualTable, offset=(x, 0))
+        assert screen.sort == "length" and not screen.descending
+        rows = review.row_views(db, table(screen).keys)
+        assert [rows[i].chars for i in table(screen).keys] == sorted(rows[i].chars for i in rows)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ReviewScreen)
+
+
+async def test_a_second_window_writing_is_picked_up(db, project) -> None:
+    ids = fill(db, project, 10, seed=5)
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        other = open_store()  # another TUI instance or the CLI
+        review.set_status(other, projects.get(other, "test"), Filter(ids=(ids[0], ids[1])), "rejected", "other")
+        other.close()
+        await wait_for(pilot, lambda: "rejected 2" in str(screen.query_one("#review-counts").render()), 10)
+        assert "rejected" in detail(screen).split("\n")[0]
+        await pilot.press("u")  # this window's undo does not touch the other window's work
+        assert review.get(db, ids[0]).status == "rejected"
+
+
+async def test_real_generated_examples_show_passages(db) -> None:
+    from tests.conftest import run_engine
+
+    make_project("t")
+    assert run_engine("generate", "--project", "t", "--target", "3", "--seed", "1").returncode == 0
+    app = SelfSpecApp(project="t")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        assert len(table(screen).keys) == 3
+        text = detail(screen)
+        assert "Retrieved passages" in text and "score 0." in text
+        assert any(src in text for src in (".md", ".txt", ".jsonl"))
+        project = projects.get(db, "t")
+        dropped = review.dropped_ids(db, project, Filter())
+        assert dropped, "the fake generator's run should have dropped some tasks"
+        await pilot.press("5")  # the read-only view of what the filters dropped
+        await wait_for(pilot, lambda: table(screen).keys == dropped)
+        first = review.dropped(db, dropped[:1])[dropped[0]]
+        assert "Reason" in detail(screen) and first.reason in detail(screen)
+        await pilot.press("a")
+        assert "no answer to review" in notes(app)[-1]
+        screen.query_one("#f-reason", Input).value = first.reason
+        await wait_for(
+            pilot, lambda: table(screen).keys == review.dropped_ids(db, project, Filter(reason=first.reason))
+        )
+
+
+async def test_empty_project_and_store_errors_are_notices(db, project, monkeypatch) -> None:
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        assert table(screen).keys == [] and "no examples match" in detail(screen)
+        await pilot.press("a", "e", "f", "A", "n")  # nothing selected: nothing happens, no crash
+        assert isinstance(app.screen, ReviewScreen)
+    ids = fill(db, project, 3)
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+
+        def locked(*a, **k):
+            import sqlite3
+
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(review, "set_status", locked)
+        await pilot.press("a")
+        assert any("not saved: database is locked" in n for n in notes(app))
+        assert review.get(db, ids[0]).status == "pending" and isinstance(app.screen, ReviewScreen)
+
+
+def _snapshot_project(with_decisions: bool) -> None:
+    db = open_store()
+    p = projects.create(db, "snap", "biomedicine", "smollm2-135m-instruct", {})
+    ids = fill(db, p, 30, seed=11)
+    if with_decisions:
+        review.set_status(db, p, Filter(ids=tuple(ids[:3])), "accepted", "x")
+        review.set_status(db, p, Filter(ids=(ids[3],)), "rejected", "x")
+        review.set_flag(db, p, Filter(ids=(ids[4],)), "check the dose", "x")
+    db.close()
+
+
+def test_layout_snapshot(snap_compare, home) -> None:
+    _snapshot_project(with_decisions=True)
+    assert snap_compare(SelfSpecApp(project="snap"), press=["v", "down", "down"], terminal_size=(120, 36))
+
+
+def test_layout_snapshot_narrow_with_filter(snap_compare, home) -> None:
+    _snapshot_project(with_decisions=False)
+
+    async def before(pilot) -> None:
+        await pilot.press("v")
+        await pilot.pause()
+        pilot.app.screen.query_one("#f-search", Input).value = "insulin"
+        await pilot.pause(0.3)
+
+    assert snap_compare(SelfSpecApp(project="snap"), run_before=before, terminal_size=(90, 30))
