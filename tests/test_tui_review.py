@@ -3,6 +3,8 @@ sorting, a second window writing to the same project, and layout snapshots."""
 
 from __future__ import annotations
 
+import json
+
 from textual.widgets import Input, Select, TextArea
 
 from engine.store import open_store, projects, review
@@ -254,3 +256,60 @@ def test_layout_snapshot_narrow_with_filter(snap_compare, home) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(SelfSpecApp(project="snap"), run_before=before, terminal_size=(90, 30))
+
+
+async def test_remaining_keys_paging_status_views_and_reload(db, project) -> None:
+    ids = fill(db, project, 120, seed=6)
+    review.set_status(db, project, Filter(ids=tuple(ids[:4])), "rejected", "x")
+    review.edit(db, project, ids[5], {**_fields(review.get(db, ids[5])), "output": "Edited."}, "x")
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        t = table(screen)
+        await pilot.press("pagedown")
+        page = t.cursor
+        assert page > 5
+        await pilot.press("pagedown", "pageup")
+        assert t.cursor == page
+        await pilot.press("G")
+        assert t.current == ids[-1]
+        await pilot.press("g", "j", "j", "k")
+        assert t.current == ids[1]
+        await pilot.press("3")
+        await wait_for(pilot, lambda: t.keys == ids[:4])
+        await pilot.press("4")
+        await wait_for(pilot, lambda: t.keys == [ids[5]])
+        await pilot.press("0")
+        await wait_for(pilot, lambda: len(t.keys) == 120)
+        db.execute("DELETE FROM examples WHERE id = ?", [ids[0]])  # behind the screen's back
+        await pilot.press("ctrl+l")
+        assert len(t.keys) == 119 and ids[0] not in t.keys
+
+
+async def test_export_and_import_from_the_review_screen(db, project, tmp_path) -> None:
+    ids = fill(db, project, 12, seed=7)
+    review.set_status(db, project, Filter(ids=tuple(ids[:5])), "accepted", "x")
+    out = tmp_path / "train.jsonl"
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        await pilot.press("x")
+        app.screen.query_one("#format", Select).value = "openai"
+        app.screen.query_one("#out", Input).value = str(out)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("exported 5 examples" in n for n in notes(app)))
+        assert [list(json.loads(x)) for x in out.read_text().splitlines()] == [["messages"]] * 5
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text('{"instruction": "fine", "output": "ok"}\n{"instruction": 3, "output": "ok"}\n')
+        await pilot.press("i", *str(bad), "enter")
+        await wait_for(pilot, lambda: any(f"{bad}:2: field 'instruction'" in n for n in notes(app)))
+        assert len(table(screen).keys) == 12
+        good = tmp_path / "good.jsonl"
+        good.write_text('{"instruction": "Name two loop diuretics.", "output": "Furosemide and bumetanide."}\n')
+        await pilot.press("i", *str(good), "enter")
+        await wait_for(pilot, lambda: len(table(screen).keys) == 13)
+        assert any("imported 1 examples" in n for n in notes(app))
+
+
+def _fields(e) -> dict[str, str]:
+    return {"instruction": e.instruction, "input": e.input, "output": e.output, "task_type": e.task_type}

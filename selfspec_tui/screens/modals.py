@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, TextArea
+from textual.widgets import Button, Input, Label, Select, Switch, TextArea
 
 from engine.errors import UserError, ValidationError
 from engine.paths import validate_project_name
@@ -153,6 +153,40 @@ class AskModal(ModalScreen[str | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ExportModal(ModalScreen[dict[str, Any] | None]):
+    """Where and how to write the training set."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Export")]
+    FORMATS = ("alpaca", "sharegpt", "openai", "parquet")
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Export the training set (accepted + edited examples)", classes="title")
+            yield Select([(f, f) for f in self.FORMATS], value="alpaca", allow_blank=False, id="format")
+            yield Input(placeholder="file (blank: the project's exports folder)", id="out")
+            yield Input(placeholder="system message for sharegpt / openai (optional)", id="system")
+            with Horizontal(classes="buttons"):
+                yield Switch(False, id="pending")
+                yield Label(" also include pending (unreviewed) examples")
+            yield Label("ctrl+s / enter: export   esc: cancel", classes="hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_submit()
+
+    def action_submit(self) -> None:
+        self.dismiss(
+            {
+                "format": str(self.query_one("#format", Select).value),
+                "out": self.query_one("#out", Input).value.strip(),
+                "system": self.query_one("#system", Input).value.strip(),
+                "include_pending": self.query_one("#pending", Switch).value,
+            }
+        )
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from rich.markup import escape
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -22,7 +23,8 @@ from textual.widgets import Footer, Header, Input, Select, Static
 from engine.errors import UserError
 from engine.store import corpus, generation, projects, review
 from engine.store.records import Example, Project
-from selfspec_tui.screens.modals import AskModal, ConfirmModal, SeedModal
+from selfspec_tui.engine_client import EngineRun
+from selfspec_tui.screens.modals import AskModal, ConfirmModal, ExportModal, PathModal, SeedModal
 from selfspec_tui.widgets.text_pane import TextPane
 from selfspec_tui.widgets.virtual_table import Cells, Column, VirtualTable
 
@@ -51,6 +53,8 @@ class ReviewScreen(Screen[None]):
         Binding("f", "flag", "Flag"),
         Binding("A", "bulk('accepted')", "Accept shown"),
         Binding("R", "bulk('rejected')", "Reject shown"),
+        Binding("x", "export", "Export"),
+        Binding("i", "import", "Import"),
         Binding("slash", "search", "Search"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse", "Reverse", show=False),
@@ -444,3 +448,40 @@ class ReviewScreen(Screen[None]):
             self.query_one(VirtualTable).focus()
         else:
             self.app.pop_screen()
+
+    def action_export(self) -> None:
+        def chosen(opts: dict[str, Any] | None) -> None:
+            if not opts:
+                return
+            args = ["dataset", "export", "--project", self.project_name, "--format", opts["format"]]
+            if opts["out"]:
+                args += ["--out", opts["out"]]
+            if opts["system"]:
+                args += ["--system", opts["system"]]
+            if opts["include_pending"]:
+                args.append("--include-pending")
+            self.run_dataset(args)
+
+        self.app.push_screen(ExportModal(), chosen)
+
+    def action_import(self) -> None:
+        def chosen(path: str | None) -> None:
+            if path:
+                self.run_dataset(["dataset", "import", path, "--project", self.project_name])
+
+        self.app.push_screen(PathModal("Import examples (Alpaca, ShareGPT, OpenAI JSONL or Parquet)", "file"), chosen)
+
+    @work(exclusive=True, group="dataset")
+    async def run_dataset(self, args: list[str]) -> None:
+        self.notify(f"{args[1]}ing ...")
+        outcome = await EngineRun(*args).run(lambda event: None)
+        summary = (outcome.last or {}).get("summary") or {}
+        if outcome.code != 0 or not summary:
+            self.notify(outcome.message, severity="error", timeout=20)
+        elif args[1] == "export":
+            self.notify(f"exported {summary.get('exported', 0)} examples to {summary.get('file')}", timeout=10)
+        else:
+            self.notify(
+                f"imported {summary.get('added', 0)} examples ({summary.get('already_present', 0)} already there)"
+            )
+            self.reload()
