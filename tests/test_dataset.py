@@ -231,3 +231,59 @@ def test_cli_review_and_dataset_commands(db, project, home, tmp_path):
     r = run_engine("dataset", "import", str(bad), "--project", "copy")
     assert r.returncode == 2 and f"{bad}:4: field 'messages'" in r.stderr and "Traceback" not in r.stderr
     assert db.execute("SELECT count(*) FROM examples").fetchone()[0] == before  # all or nothing
+
+
+def test_kill_9_during_import_or_export_leaves_all_or_nothing(db, project, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    n = 30_000
+    big = tmp_path / "big.jsonl"
+    with big.open("w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"instruction": f"Question {i} about renal dosing?", "output": f"Answer {i}."}) + "\n")
+    args = [sys.executable, "-m", "engine", "--format", "text", "dataset", "import", str(big), "--project", "test"]
+    killed_at = []
+    for delay in (0.8, 1.6, 2.4):
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        stored = db.execute("SELECT count(*) FROM examples").fetchone()[0]
+        assert stored in (0, n), f"half an import is stored: {stored}"
+        killed_at.append(stored)
+        if stored:
+            break
+    r = run_engine("dataset", "import", str(big), "--project", "test", "--as", "accepted")
+    assert r.returncode == 0
+    assert db.execute("SELECT count(*) FROM examples").fetchone()[0] == n
+    if killed_at[-1] == 0:
+        assert f"added: {n}" in r.stdout
+    db.execute("UPDATE examples SET status = 'accepted'")
+    out = tmp_path / "train.jsonl"
+    exp = [
+        sys.executable,
+        "-m",
+        "engine",
+        "--format",
+        "text",
+        "dataset",
+        "export",
+        "--project",
+        "test",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(exp, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if out.exists():  # finished before the kill: then it is complete
+        assert len(out.read_text().splitlines()) == n
+    assert run_engine(*exp[5:]).returncode == 0
+    assert len(out.read_text().splitlines()) == n
