@@ -164,6 +164,8 @@ async def test_filters_search_status_keys_and_sorting(db, project) -> None:
         assert [rows[i].chars for i in table(screen).keys] == sorted(rows[i].chars for i in rows)
         await pilot.press("escape")
         assert not isinstance(app.screen, ReviewScreen)
+        await pilot.pause()
+        assert "examples: 60 (5 approved, 55 to review)" in str(app.screen.query_one("#counts").render())
 
 
 async def test_a_second_window_writing_is_picked_up(db, project) -> None:

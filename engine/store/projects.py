@@ -87,4 +87,6 @@ def summary(db: Database, project: Project) -> dict[str, int]:
             "SELECT count(*) FROM chunk_vectors v JOIN chunks c ON c.id = v.chunk_id WHERE c.project_id = ?"
         ),
         "examples": one("SELECT count(*) FROM examples WHERE project_id = ?"),
+        "approved": one("SELECT count(*) FROM examples WHERE project_id = ? AND status IN ('accepted', 'edited')"),
+        "pending": one("SELECT count(*) FROM examples WHERE project_id = ? AND status = 'pending'"),
     }

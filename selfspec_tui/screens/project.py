@@ -46,7 +46,8 @@ class ProjectScreen(Screen[None]):
         self.query_one("#overview", Static).update(f"{p.name}  ·  domain: {p.domain}  ·  base model: {p.base_model}")
         self.query_one("#counts", Static).update(
             f"seeds: {s['seeds']} in {s['seed_sets']} set(s)    documents: {s['documents']}"
-            f"    chunks: {s['chunks']} ({s['embedded']} embedded)    examples: {s['examples']}"
+            f"    chunks: {s['chunks']} ({s['embedded']} embedded)"
+            f"    examples: {s['examples']} ({s['approved']} approved, {s['pending']} to review)"
         )
         runs.reap_dead(db)
         table = self.query_one("#runs", DataTable)
