@@ -98,6 +98,11 @@ def fts_query(text: str) -> str:
     return " ".join(f'"{w}"*' for w in words)
 
 
+def _contains(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its own % and _ taken literally (ESCAPE '\\')."""
+    return "%" + re.sub(r"([%_\\])", r"\\\1", text) + "%"
+
+
 def _where(project: Project, f: Filter) -> tuple[str, list[Any]]:
     f.check()
     sql = ["e.project_id = ?"]
@@ -112,7 +117,7 @@ def _where(project: Project, f: Filter) -> tuple[str, list[Any]]:
         sql.append("e.flag != ''")
     if f.reason:
         sql.append("e.flag LIKE ? ESCAPE '\\'")
-        params.append("%" + re.sub(r"([%_\\])", r"\\\1", f.reason) + "%")
+        params.append(_contains(f.reason))
     if f.generation == IMPORTED:
         sql.append("e.generation_id IS NULL")
     elif f.generation is not None:
@@ -397,13 +402,13 @@ def dropped_ids(db: Database, project: Project, f: Filter, sort: str = "id", des
         params.append(f.task_type)
     if f.reason:
         sql.append("(c.reason || ' ' || c.detail) LIKE ? ESCAPE '\\'")
-        params.append("%" + re.sub(r"([%_\\])", r"\\\1", f.reason) + "%")
+        params.append(_contains(f.reason))
     if f.generation is not None:
         sql.append("c.generation_id = ?")
         params.append(f.generation)
     for word in re.findall(r"\w+", f.search):
         sql.append("(c.instruction || ' ' || c.input) LIKE ? ESCAPE '\\'")
-        params.append("%" + re.sub(r"([%_\\])", r"\\\1", word) + "%")
+        params.append(_contains(word))
     direction = "DESC" if descending else "ASC"
     rows = db.execute(
         f"SELECT c.id FROM candidates c JOIN generations g ON g.id = c.generation_id WHERE {' AND '.join(sql)}"
