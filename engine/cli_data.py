@@ -215,3 +215,86 @@ COMMANDS: dict[str, tuple[Any, bool, bool]] = {
     "dataset export": (_dataset_export, True, True),
     "dataset import": (_dataset_import, True, True),
 }
+
+
+def _train(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.stages.train import open_training, run_training
+    from engine.stages.train_config import OPTIONS
+
+    options = {name: getattr(a, name) for _, name, _, _ in OPTIONS if getattr(a, name) is not None}
+    if a.include_pending:
+        options["include_pending"] = True
+    adapter = open_training(ctx, options, a.name, a.resume, a.new)
+    return run_training(ctx, adapter)
+
+
+def _adapters_list(ctx: Context, a: argparse.Namespace) -> None:
+    from engine.store import adapters
+
+    rows = []
+    for ad in adapters.list_for(ctx.db, ctx.need_project()):
+        m = ad.metrics
+        rows.append(
+            [
+                ("* " if ad.is_current else "  ") + ad.name,
+                ad.status,
+                ad.examples,
+                m.get("steps", ""),
+                m.get("final_loss", ""),
+                m.get("val_loss", ""),
+                m.get("tokens_per_s", ""),
+                ad.updated_at,
+            ]
+        )
+    ctx.result(
+        {
+            "view": "table",
+            "header": ["adapter (* current)", "status", "examples", "steps", "loss", "val loss", "tok/s", "updated"],
+            "rows": rows,
+            "empty": "no adapters yet (selfspec-tui train --project P)",
+        }
+    )
+
+
+def _adapters_use(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.store import adapters
+
+    project = ctx.need_project()
+    ad = adapters.by_name(ctx.db, project, a.name)
+    if ad.status != "done":
+        raise UserError(f"adapter {a.name!r} is {ad.status}, not trained yet: run `train` to finish it")
+    adapters.set_current(ctx.db, project, ad.id)
+    return {"current": ad.name}
+
+
+def add_train_parsers(groups: argparse._SubParsersAction, group: Any) -> None:
+    from engine.stages.train_config import OPTIONS
+
+    tr = groups.add_parser(
+        "train",
+        help="LoRA/QLoRA-tune the base model on the approved examples (resumable)",
+        description="Trains (or resumes) an adapter. Without --new, the project's unfinished adapter resumes"
+        " from its newest checkpoint.",
+    )
+    tr.add_argument("--project", required=True)
+    tr.add_argument("--name", help="adapter name (default expert-N)")
+    tr.add_argument("--resume", metavar="NAME", help="resume this adapter")
+    tr.add_argument("--new", action="store_true", help="train a new adapter even if one is unfinished")
+    tr.add_argument("--include-pending", action="store_true", help="also train on examples not reviewed yet")
+    for flag, name, kind, help_ in OPTIONS:
+        tr.add_argument(flag, dest=name, type=kind, help=help_)
+    ad = group("adapters", "list the project's adapters (experts) or choose the current one")
+    al = ad.add_parser("list", help="adapters with status and metrics")
+    al.add_argument("--project", required=True)
+    au = ad.add_parser("use", help="make this adapter the project's current expert")
+    au.add_argument("name")
+    au.add_argument("--project", required=True)
+
+
+COMMANDS.update(
+    {
+        "train": (_train, True, True),
+        "adapters list": (_adapters_list, True, False),
+        "adapters use": (_adapters_use, True, False),
+    }
+)

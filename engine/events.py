@@ -45,6 +45,12 @@ def describe_progress(event: Event) -> str:
         parts.append(f"{rate:.1f} {unit}/s")
     if total:
         parts.append(f"ETA {_fmt_eta(event.get('eta_s'))}")
+    if event.get("loss") is not None:
+        parts.append(f"loss {event['loss']:.4f}")
+    if event.get("val_loss") is not None:
+        parts.append(f"val {event['val_loss']:.4f}")
+    if event.get("lr") is not None:
+        parts.append(f"lr {event['lr']:.2e}")
     if event.get("tokens_per_s"):
         parts.append(f"{event['tokens_per_s']:.0f} tok/s")
     counters = event.get("counters") or {}

@@ -226,3 +226,38 @@ def m003_review(db: Database) -> None:
         END""",
         "INSERT INTO examples_fts(examples_fts) VALUES ('rebuild')",
     )
+
+
+@migrations(name="m004_adapters")
+def m004_adapters(db: Database) -> None:
+    _run(
+        db,
+        """CREATE TABLE adapters (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            base_model TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'training'
+                CHECK (status IN ('training', 'interrupted', 'failed', 'done')),
+            config TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            examples INTEGER NOT NULL,
+            metrics TEXT NOT NULL DEFAULT '{}',
+            path TEXT NOT NULL,
+            is_current INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (project_id, name)
+        )""",
+        """CREATE TABLE train_steps (
+            adapter_id INTEGER NOT NULL REFERENCES adapters(id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            epoch INTEGER NOT NULL,
+            loss REAL NOT NULL,
+            lr REAL NOT NULL,
+            tokens INTEGER NOT NULL,
+            seconds REAL NOT NULL,
+            val_loss REAL,
+            PRIMARY KEY (adapter_id, step)
+        ) WITHOUT ROWID""",
+    )

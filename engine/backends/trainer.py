@@ -1,0 +1,440 @@
+"""LoRA / QLoRA training with torch + transformers + peft: one loop for CPU and CUDA.
+
+The loop is ours, not transformers' Trainer: it batches examples of similar length (so little
+padding is computed), masks the prompt out of the loss, weighs the loss by response tokens across
+gradient accumulation, checks that every trainable tensor got a gradient, and can save and restore
+everything a bit-identical resume needs (adapter, optimizer, scheduler, RNG, data position).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    instruction: str
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def response_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE)
+
+
+def alpaca_prompt(instruction: str, input_text: str) -> str:
+    """The prompt generation answered (Alpaca-style blocks); the response follows it."""
+    text = f"### Instruction:\n{instruction.strip()}\n\n"
+    if input_text.strip():
+        text += f"### Input:\n{input_text.strip()}\n\n"
+    return text + "### Response:\n"
+
+
+def user_turn(instruction: str, input_text: str) -> str:
+    return f"{instruction.strip()}\n\n{input_text.strip()}" if input_text.strip() else instruction.strip()
+
+
+def encode(tokenizer: Any, examples: Sequence[TrainExample], fmt: str, max_length: int) -> tuple[list[Encoded], int]:
+    """Token ids with the loss on the response only (and its end-of-sequence token).
+
+    Returns the encoded examples and how many had no response token left within max_length.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise UserError("the base model's tokenizer has no end-of-sequence token; cannot teach it to stop")
+    if fmt == "chat" and not getattr(tokenizer, "chat_template", None):
+        raise UserError("the base model has no chat template: use --prompt-format alpaca")
+    out: list[Encoded] = []
+    skipped = 0
+    for ex in examples:
+        if fmt == "chat":
+            user = [{"role": "user", "content": user_turn(ex.instruction, ex.input)}]
+            prompt = _chat_ids(tokenizer, user, True)
+            full = _chat_ids(tokenizer, [*user, {"role": "assistant", "content": ex.output.strip()}], False)
+            if full[: len(prompt)] != prompt:  # a template that re-renders the prompt differently
+                full = prompt + tokenizer(ex.output.strip(), add_special_tokens=False)["input_ids"]
+            response = full[len(prompt) :]
+            if not response or response[-1] != eos:
+                response = [*response, eos]
+        else:
+            prompt = tokenizer(alpaca_prompt(ex.instruction, ex.input), add_special_tokens=True)["input_ids"]
+            response = tokenizer(ex.output.strip(), add_special_tokens=False)["input_ids"] + [eos]
+        ids = (list(prompt) + list(response))[:max_length]
+        labels = ([IGNORE] * len(prompt) + list(response))[:max_length]
+        if all(x == IGNORE for x in labels):
+            skipped += 1
+            continue
+        out.append(Encoded(ids, labels))
+    return out, skipped
+
+
+def _chat_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+    """Token ids of a rendered chat (transformers returns a dict or a list depending on version)."""
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True)
+    if hasattr(out, "keys"):
+        out = out["input_ids"]
+    return [int(x) for x in out]
+
+
+def epoch_batches(lengths: Sequence[int], micro: int, seed: int, epoch: int) -> list[list[int]]:
+    """Micro-batches of example indices for one epoch, deterministic in (seed, epoch).
+
+    Shuffled, then sorted by length inside windows of 64 micro-batches and cut, so a batch holds
+    examples of similar length (little padding); the batches themselves are shuffled again.
+    """
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = micro * 64
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + micro] for i in range(0, len(chunk), micro)]
+    rng.shuffle(batches)
+    return batches
+
+
+def steps_per_epoch(n_examples: int, micro: int, accumulation: int) -> int:
+    return math.ceil(math.ceil(n_examples / micro) / accumulation)
+
+
+@dataclass
+class Position:
+    """Where training is: optimizer steps done, and the epoch and step inside it."""
+
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    tokens: int = 0
+    val_losses: list[float] = field(default_factory=list)
+
+
+def _device(requested: str) -> str:
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but no CUDA GPU is available here (use --device cpu)")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def load_base(kind: str, path: Path, device: str, quantize: str) -> tuple[Any, Any, dict[str, Any]]:
+    """A fresh model instance and its tokenizer, ready for LoRA.
+
+    Always a new instance: bitsandbytes repacks 4-bit weights after generate() on CPU, after
+    which training the same instance silently gets no gradients.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = _device(device)
+    four_bit = quantize == "4bit" or (quantize == "auto" and dev == "cuda")
+    if four_bit and dev != "cuda":
+        raise UserError("4-bit QLoRA needs a CUDA GPU here; use --quantize none on CPU")
+    dtype = torch.bfloat16 if dev == "cuda" else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if kind == "gguf":
+        folder, kwargs["gguf_file"] = path.parent, path.name
+        if four_bit:
+            four_bit = False  # GGUF weights are dequantized on load; quantizing them again would lose more
+    elif kind == "hf":
+        folder = path
+    else:
+        raise UserError(f"cannot train a {kind!r} model")
+    if four_bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["device_map"] = {"": 0}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            folder, **({"gguf_file": kwargs["gguf_file"]} if kind == "gguf" else {})
+        )
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    except Exception as exc:  # any failure to read the user's model files is a problem with those files
+        first = (str(exc).splitlines() or [""])[0][:300]
+        raise UserError(f"cannot load the base model from {path}: {type(exc).__name__}: {first}") from exc
+    if not four_bit:
+        model = model.to(dev)  # type: ignore[arg-type]
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, {"device": dev, "four_bit": four_bit, "dtype": str(dtype).replace("torch.", "")}
+
+
+class LoraRun:
+    """The model with its adapter, optimizer and schedule, stepped one optimizer step at a time."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        cfg: Any,
+        train: list[Encoded],
+        val: list[Encoded],
+        info: dict[str, Any],
+        threads: int,
+    ) -> None:
+        import torch
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from transformers import get_scheduler
+
+        torch.set_num_threads(max(1, threads))
+        self.cfg, self.train, self.val, self.info = cfg, train, val, info
+        self.device = info["device"]
+        self.pad = tokenizer.pad_token_id
+        torch.manual_seed(cfg.seed)
+        checkpointing = cfg.gradient_checkpointing == "on" or (
+            cfg.gradient_checkpointing == "auto" and self.device == "cuda"
+        )
+        if info["four_bit"]:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+        elif checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+        lora = LoraConfig(
+            r=cfg.rank,
+            lora_alpha=cfg.alpha,
+            lora_dropout=cfg.dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+        self.model = get_peft_model(model, lora)
+        self.trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        if not self.trainable:
+            raise UserError("LoRA found no linear projection modules to adapt in this model")
+        self.optimizer = torch.optim.AdamW(
+            [p for _, p in self.trainable], lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        )
+        per_epoch = steps_per_epoch(len(train), cfg.micro_batch, cfg.accumulation)
+        self.total_steps = per_epoch * cfg.epochs
+        if cfg.max_steps:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.per_epoch = per_epoch
+        self.scheduler = get_scheduler(
+            cfg.schedule if cfg.schedule != "constant" else "constant_with_warmup",
+            self.optimizer,
+            num_warmup_steps=int(cfg.warmup_ratio * self.total_steps),
+            num_training_steps=self.total_steps,
+        )
+        self.lengths = [len(e.input_ids) for e in train]
+        self.pos = Position()
+        self._order: tuple[int, list[list[int]]] | None = None
+
+    # ---- batches ------------------------------------------------------------------------------
+
+    def _collate(self, items: list[Encoded]) -> tuple[Any, Any, Any]:
+        import torch
+
+        width = max(len(e.input_ids) for e in items)
+        ids = torch.full((len(items), width), self.pad, dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, e in enumerate(items):
+            n = len(e.input_ids)
+            ids[row, :n] = torch.tensor(e.input_ids)
+            labels[row, :n] = torch.tensor(e.labels)
+            mask[row, :n] = 1
+        return ids.to(self.device), labels.to(self.device), mask.to(self.device)
+
+    def _loss_sum(self, items: list[Encoded]) -> tuple[Any, int]:
+        """Summed token cross-entropy over the response tokens of a micro-batch, and their count."""
+        import torch
+
+        ids, labels, mask = self._collate(items)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+        shift_logits = logits[:, :-1, :].float()
+        shift_labels = labels[:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.size(-1)),
+            shift_labels.reshape(-1),
+            ignore_index=IGNORE,
+            reduction="sum",
+        )
+        return loss, int((shift_labels != IGNORE).sum())
+
+    def _epoch_order(self, epoch: int) -> list[list[int]]:
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, epoch_batches(self.lengths, self.cfg.micro_batch, self.cfg.seed, epoch))
+        return self._order[1]
+
+    def done(self) -> bool:
+        return self.pos.step >= self.total_steps
+
+    # ---- one optimizer step -------------------------------------------------------------------
+
+    def step(self, should_stop: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
+        """One optimizer step over `accumulation` micro-batches; None if stopped before it finished."""
+        import torch
+
+        order = self._epoch_order(self.pos.epoch)
+        first = self.pos.step_in_epoch * self.cfg.accumulation
+        group = order[first : first + self.cfg.accumulation]
+        items = [[self.train[i] for i in b] for b in group]
+        targets = sum(e.response_tokens for b in items for e in b)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        started = time.perf_counter()
+        total_loss = 0.0
+        tokens = 0
+        for batch in items:
+            if should_stop():
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
+            try:
+                loss_sum, _ = self._loss_sum(batch)
+                (loss_sum / max(1, targets)).backward()
+            except torch.cuda.OutOfMemoryError as exc:
+                raise UserError(self._oom_advice()) from exc
+            except RuntimeError as exc:
+                if "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc).lower():
+                    raise UserError(self._oom_advice()) from exc
+                raise
+            total_loss += float(loss_sum.detach())
+            tokens += sum(len(e.input_ids) for e in batch)
+        missing = [n for n, p in self.trainable if p.grad is None]
+        if missing:
+            raise RuntimeError(
+                f"{len(missing)} trainable tensors got no gradient this step (first: {missing[0]}); "
+                "the model instance cannot be trained (was it used for 4-bit generation before?)"
+            )
+        if self.cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_([p for _, p in self.trainable], self.cfg.max_grad_norm)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.pos.step += 1
+        self.pos.step_in_epoch += 1
+        self.pos.tokens += tokens
+        if self.pos.step_in_epoch >= self.per_epoch:
+            self.pos.epoch += 1
+            self.pos.step_in_epoch = 0
+        return {
+            "loss": total_loss / max(1, targets),
+            "lr": lr,
+            "tokens": tokens,
+            "seconds": time.perf_counter() - started,
+        }
+
+    def epoch_just_ended(self) -> bool:
+        return self.pos.step_in_epoch == 0 and self.pos.step > 0
+
+    def _oom_advice(self) -> str:
+        c = self.cfg
+        return (
+            f"out of memory at micro-batch {c.micro_batch}, max length {c.max_length}: lower --micro-batch "
+            "(the effective --batch-size stays; accumulation grows), lower --max-length"
+            + (", or use --quantize 4bit" if not self.info["four_bit"] and self.device == "cuda" else "")
+        )
+
+    def validate(self) -> float | None:
+        """Mean response-token loss on the held-out examples."""
+        import torch
+
+        if not self.val:
+            return None
+        self.model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(self.val), self.cfg.micro_batch):
+                loss_sum, n = self._loss_sum(self.val[start : start + self.cfg.micro_batch])
+                total += float(loss_sum)
+                count += n
+        return total / max(1, count)
+
+    def peak_memory_mb(self) -> float:
+        import torch
+
+        if self.device == "cuda":
+            return torch.cuda.max_memory_allocated() / 2**20
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    # ---- checkpoints --------------------------------------------------------------------------
+
+    def save_checkpoint(self, folder: Path, keep: int) -> Path:
+        """Adapter, optimizer, scheduler, RNG and position; written aside, then renamed into place."""
+        import numpy as np
+        import torch
+
+        final = folder / f"step-{self.pos.step:07d}"
+        partial = folder / (final.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        self.model.save_pretrained(str(partial))
+        torch.save(self.optimizer.state_dict(), partial / "optimizer.pt")
+        torch.save(self.scheduler.state_dict(), partial / "scheduler.pt")
+        rng = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+        }
+        torch.save(rng, partial / "rng.pt")
+        (partial / "position.json").write_text(json.dumps(vars(self.pos)))
+        for f in partial.iterdir():
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        for old in sorted(p for p in folder.glob("step-*") if not p.name.endswith(".partial"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load_checkpoint(self, path: Path) -> None:
+        import numpy as np
+        import torch
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(self.model, load_file(str(path / "adapter_model.safetensors")))
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+        rng = torch.load(path / "rng.pt", weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        self.pos = Position(**json.loads((path / "position.json").read_text()))
+
+    def save_adapter(self, folder: Path) -> None:
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        self.model.save_pretrained(str(partial))
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    done = sorted(p for p in folder.glob("step-*") if not p.name.endswith(".partial") and p.is_dir())
+    for p in reversed(done):
+        if (p / "position.json").exists() and (p / "adapter_model.safetensors").exists():
+            return p
+    return None

@@ -1,0 +1,237 @@
+"""Specialization: train a LoRA adapter (an expert) on the project's reviewed examples.
+
+A training run freezes its data at the start (a snapshot file beside the adapter, with its
+fingerprint in the store), so review can go on while it trains and a resume sees the same data.
+Checkpoints hold everything a bit-identical continuation needs; rerunning `train` resumes the
+project's unfinished adapter from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+from engine.stages import models
+from engine.stages.context import Context, Interrupted
+from engine.stages.train_config import RUN_CONTROL, TrainConfig, build, describe_errors
+from engine.store import adapters
+from engine.store.adapters import Adapter, StepRecord
+from engine.store.examples import training_set
+
+UNFINISHED = ("training", "interrupted", "failed")
+DATA_FILE = "data.jsonl"
+
+
+def _snapshot(folder: Path, rows: list[dict[str, Any]]) -> str:
+    """Write the training data once, atomically; its sha256 is the data fingerprint."""
+    folder.mkdir(parents=True, exist_ok=True)
+    body = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode("utf-8")
+    partial = folder / (DATA_FILE + ".partial")
+    partial.write_bytes(body)
+    with partial.open("rb") as fh:
+        os.fsync(fh.fileno())
+    partial.replace(folder / DATA_FILE)
+    return hashlib.sha256(body).hexdigest()
+
+
+def open_training(ctx: Context, options: dict[str, Any], name: str | None, resume: str | None, new: bool) -> Adapter:
+    """The adapter to train: --resume NAME, the project's unfinished newest one, or a new one."""
+    from pydantic import ValidationError
+
+    project = ctx.need_project()
+    existing = adapters.list_for(ctx.db, project)
+    if resume:
+        adapter: Adapter | None = adapters.by_name(ctx.db, project, resume)
+        assert adapter is not None
+        if adapter.status == "done":
+            raise UserError(f"adapter {resume!r} is already trained; pass --new (and --name) to train another")
+    else:
+        unfinished = [a for a in existing if a.status in UNFINISHED]
+        adapter = unfinished[-1] if unfinished and not new else None
+    try:
+        if adapter is None:
+            cfg = build(options)
+            models.resolve(ctx.db, project.base_model)
+            rows = [
+                {"id": e.id, "version": e.version, "instruction": e.instruction, "input": e.input, "output": e.output}
+                for e in training_set(ctx.db, project, cfg.include_pending)
+            ]
+            if not rows:
+                raise UserError(
+                    "the training set is empty: accept examples in Review (v) or with `review accept`,"
+                    " or pass --include-pending to train on unreviewed ones"
+                )
+            taken = {a.name for a in existing}
+            name = name or next(f"expert-{i}" for i in range(1, len(taken) + 2) if f"expert-{i}" not in taken)
+            if name in taken:
+                raise UserError(f"{project.name} already has an adapter named {name!r}")
+            folder = ctx.workdir / "adapters" / name
+            fingerprint = _snapshot(folder, rows)
+            body = {"train": cfg.model_dump(mode="json"), "model": project.base_model}
+            adapter = adapters.create(ctx.db, project, name, body, fingerprint, len(rows), str(folder))
+            ctx.log(f"new adapter {name!r}: {len(rows)} examples, fingerprint {fingerprint[:12]}")
+            return adapter
+        stored = TrainConfig.model_validate(adapter.config["train"])
+        control = {k: options.pop(k) for k in list(options) if k in RUN_CONTROL}
+        if build(options, stored) != stored:
+            changed = sorted(k for k in options if build({k: options[k]}, stored) != stored)
+            raise UserError(
+                f"adapter {adapter.name!r} is unfinished and was started with other settings"
+                f" ({', '.join(changed)}); run without them to resume it, or pass --new to train another"
+            )
+        if control:
+            updated = build(control, stored)
+            adapters.set_config(ctx.db, adapter.id, {**adapter.config, "train": updated.model_dump(mode="json")})
+            adapter = adapters.get(ctx.db, adapter.id)
+    except ValidationError as exc:
+        raise UserError(describe_errors(exc)) from exc
+    ctx.log(f"resuming adapter {adapter.name!r} ({adapter.status})")
+    return adapter
+
+
+def split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices for training and the held-out validation part (at least one each when asked and possible)."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_val = 0 if fraction <= 0 or n < 2 else min(n - 1, max(1, round(n * fraction)))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def run_training(ctx: Context, adapter: Adapter) -> dict[str, Any]:
+    try:
+        return _train(ctx, adapter)
+    except Interrupted:
+        adapters.set_status(ctx.db, adapter.id, "interrupted")
+        raise
+    except BaseException:
+        adapters.set_status(ctx.db, adapter.id, "failed")
+        raise
+
+
+def _train(ctx: Context, adapter: Adapter) -> dict[str, Any]:
+    from engine.backends import trainer
+
+    cfg = TrainConfig.model_validate(adapter.config["train"])
+    kind, path, _ = models.resolve(ctx.db, adapter.base_model)
+    if kind == "fake":
+        raise UserError("the fake test generator has no weights to train")
+    folder = Path(adapter.path)
+    data_file = folder / DATA_FILE
+    if not data_file.exists():
+        raise UserError(f"the data snapshot of adapter {adapter.name!r} is missing ({data_file}); train with --new")
+    body = data_file.read_bytes()
+    if hashlib.sha256(body).hexdigest() != adapter.fingerprint:
+        raise UserError(f"{data_file} changed since training started (fingerprint mismatch); train with --new")
+    rows = [json.loads(line) for line in body.decode("utf-8").splitlines()]
+    examples = [trainer.TrainExample(r["instruction"], r["input"], r["output"]) for r in rows]
+    train_idx, val_idx = split(len(examples), cfg.val_fraction, cfg.seed)
+
+    ctx.log(f"loading {adapter.base_model} for training ...")
+    model, tokenizer, info = trainer.load_base(kind, path, cfg.device, cfg.quantize)
+    ctx.check_stop()
+    encoded_train, cut = trainer.encode(tokenizer, [examples[i] for i in train_idx], cfg.prompt_format, cfg.max_length)
+    encoded_val, _ = trainer.encode(tokenizer, [examples[i] for i in val_idx], cfg.prompt_format, cfg.max_length)
+    if not encoded_train:
+        raise UserError(f"no training example has a response within --max-length {cfg.max_length}; raise it")
+    if cut:
+        ctx.log(
+            f"{cut} example(s) left out: their prompt alone is longer than --max-length {cfg.max_length}", "warning"
+        )
+    run = trainer.LoraRun(model, tokenizer, cfg, encoded_train, encoded_val, info, ctx.threads)
+    checkpoints = folder / "checkpoints"
+    last = trainer.newest_checkpoint(checkpoints)
+    if last is not None:
+        run.load_checkpoint(last)
+        adapters.forget_steps_after(ctx.db, adapter.id, run.pos.step)
+        ctx.log(f"resumed from checkpoint {last.name} (step {run.pos.step} of {run.total_steps})")
+    adapters.set_status(ctx.db, adapter.id, "training")
+    mode = f"{'QLoRA 4-bit' if info['four_bit'] else 'LoRA'} on {info['device']} ({info['dtype']})"
+    ctx.log(
+        f"training {adapter.name!r}: {len(encoded_train)} examples, {len(encoded_val)} held out, "
+        f"{run.total_steps} steps of {cfg.batch_size} ({cfg.micro_batch} x {cfg.accumulation}), {mode}"
+    )
+    progress = ctx.progress("train", run.total_steps, "steps", done=run.pos.step)
+    started = time.perf_counter()
+    tokens_here = 0
+    last_loss: float | None = None
+    val_loss: float | None = run.pos.val_losses[-1] if run.pos.val_losses else None
+    while not run.done():
+        out = run.step(ctx.should_stop)
+        if out is None or ctx.should_stop():
+            if out is not None:
+                _record(ctx, adapter, run, out, None)
+            saved = run.save_checkpoint(checkpoints, cfg.keep_checkpoints)
+            ctx.log(f"stopped; checkpoint {saved.name} written: run `train` again to resume")
+            raise Interrupted()
+        step_val = None
+        if run.epoch_just_ended() or run.done():
+            step_val = run.validate()
+            if step_val is not None:
+                run.pos.val_losses.append(step_val)
+                val_loss = step_val
+        _record(ctx, adapter, run, out, step_val)
+        last_loss = out["loss"]
+        tokens_here += int(out["tokens"])
+        elapsed = time.perf_counter() - started
+        progress.extra = {
+            "loss": round(out["loss"], 4),
+            "lr": out["lr"],
+            "epoch": run.pos.epoch + (run.pos.step_in_epoch / max(1, run.per_epoch)),
+            "tokens_per_s": round(tokens_here / elapsed, 1) if elapsed > 0 else None,
+            "val_loss": round(val_loss, 4) if val_loss is not None else None,
+            "step_loss": {"step": run.pos.step, "loss": out["loss"], "val_loss": step_val},
+        }
+        progress.advance(1, force=True)
+        if run.pos.step % cfg.checkpoint_every == 0 and not run.done():
+            run.save_checkpoint(checkpoints, cfg.keep_checkpoints)
+    run.save_adapter(folder / "adapter")
+    elapsed = time.perf_counter() - started
+    metrics = {
+        "steps": run.pos.step,
+        "final_loss": last_loss,
+        "val_loss": val_loss,
+        "val_losses": run.pos.val_losses,
+        "tokens": run.pos.tokens,
+        "tokens_per_s": round(tokens_here / elapsed, 1) if elapsed > 0 and tokens_here else None,
+        "peak_memory_mb": round(run.peak_memory_mb(), 1),
+        "device": info["device"],
+        "four_bit": info["four_bit"],
+        "examples": len(encoded_train),
+        "held_out": len(encoded_val),
+        "left_out_too_long": cut,
+    }
+    (folder / "selfspec.json").write_text(
+        json.dumps(
+            {
+                "base_model": adapter.base_model,
+                "prompt_format": cfg.prompt_format,
+                "fingerprint": adapter.fingerprint,
+                "config": cfg.model_dump(mode="json"),
+                "metrics": metrics,
+            },
+            indent=2,
+        )
+    )
+    adapters.set_status(ctx.db, adapter.id, "done", metrics)
+    project = ctx.need_project()
+    if adapters.current(ctx.db, project) is None:
+        adapters.set_current(ctx.db, project, adapter.id)
+    return {
+        "adapter": adapter.name,
+        "path": str(folder / "adapter"),
+        **{k: v for k, v in metrics.items() if k != "val_losses"},
+    }
+
+
+def _record(ctx: Context, adapter: Adapter, run: Any, out: dict[str, float], val: float | None) -> None:
+    adapters.record_step(
+        ctx.db,
+        adapter.id,
+        StepRecord(run.pos.step, run.pos.epoch, out["loss"], out["lr"], int(out["tokens"]), out["seconds"], val),
+    )

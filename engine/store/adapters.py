@@ -1,0 +1,142 @@
+"""Adapters (experts): one per training run, with config, data fingerprint, per-step losses, metrics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from engine.errors import UserError
+from engine.store.db import now, write_txn
+from engine.store.records import Project, from_row
+
+
+@dataclass(frozen=True)
+class Adapter:
+    id: int
+    project_id: int
+    name: str
+    base_model: str
+    status: str
+    config: dict[str, Any]
+    fingerprint: str
+    examples: int
+    metrics: dict[str, Any]
+    path: str
+    is_current: int
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: int
+    epoch: int
+    loss: float
+    lr: float
+    tokens: int
+    seconds: float
+    val_loss: float | None
+
+
+def _adapter(row: dict[str, Any]) -> Adapter:
+    return from_row(Adapter, row, ("config", "metrics"))
+
+
+def create(
+    db: Database, project: Project, name: str, config: dict[str, Any], fingerprint: str, examples: int, path: str
+) -> Adapter:
+    stamp = now()
+    with write_txn(db):
+        if db.execute("SELECT 1 FROM adapters WHERE project_id = ? AND name = ?", [project.id, name]).fetchone():
+            raise UserError(f"{project.name} already has an adapter named {name!r}")
+        cur = db.execute(
+            "INSERT INTO adapters (project_id, name, base_model, config, fingerprint, examples, path, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                project.id,
+                name,
+                project.base_model,
+                json.dumps(config, sort_keys=True),
+                fingerprint,
+                examples,
+                path,
+                stamp,
+                stamp,
+            ],
+        )
+    return get(db, int(cur.lastrowid or 0))
+
+
+def get(db: Database, adapter_id: int) -> Adapter:
+    rows = list(db.query("SELECT * FROM adapters WHERE id = ?", [adapter_id]))
+    if not rows:
+        raise UserError(f"no adapter with id {adapter_id}")
+    return _adapter(rows[0])
+
+
+def by_name(db: Database, project: Project, name: str) -> Adapter:
+    rows = list(db.query("SELECT * FROM adapters WHERE project_id = ? AND name = ?", [project.id, name]))
+    if not rows:
+        known = ", ".join(a.name for a in list_for(db, project)) or "none yet"
+        raise UserError(f"{project.name} has no adapter named {name!r} (adapters: {known})")
+    return _adapter(rows[0])
+
+
+def list_for(db: Database, project: Project) -> list[Adapter]:
+    return [_adapter(r) for r in db.query("SELECT * FROM adapters WHERE project_id = ? ORDER BY id", [project.id])]
+
+
+def current(db: Database, project: Project) -> Adapter | None:
+    rows = list(db.query("SELECT * FROM adapters WHERE project_id = ? AND is_current = 1", [project.id]))
+    return _adapter(rows[0]) if rows else None
+
+
+def set_current(db: Database, project: Project, adapter_id: int) -> None:
+    with write_txn(db):
+        db.execute("UPDATE adapters SET is_current = 0 WHERE project_id = ?", [project.id])
+        db.execute("UPDATE adapters SET is_current = 1 WHERE id = ? AND project_id = ?", [adapter_id, project.id])
+
+
+def set_status(db: Database, adapter_id: int, status: str, metrics: dict[str, Any] | None = None) -> None:
+    with write_txn(db):
+        if metrics is None:
+            db.execute("UPDATE adapters SET status = ?, updated_at = ? WHERE id = ?", [status, now(), adapter_id])
+        else:
+            db.execute(
+                "UPDATE adapters SET status = ?, metrics = ?, updated_at = ? WHERE id = ?",
+                [status, json.dumps(metrics, sort_keys=True), now(), adapter_id],
+            )
+
+
+def set_config(db: Database, adapter_id: int, config: dict[str, Any]) -> None:
+    with write_txn(db):
+        db.execute(
+            "UPDATE adapters SET config = ?, updated_at = ? WHERE id = ?",
+            [json.dumps(config, sort_keys=True), now(), adapter_id],
+        )
+
+
+def record_step(db: Database, adapter_id: int, rec: StepRecord) -> None:
+    with write_txn(db):
+        db.execute(
+            "INSERT OR REPLACE INTO train_steps (adapter_id, step, epoch, loss, lr, tokens, seconds, val_loss)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [adapter_id, rec.step, rec.epoch, rec.loss, rec.lr, rec.tokens, rec.seconds, rec.val_loss],
+        )
+
+
+def forget_steps_after(db: Database, adapter_id: int, step: int) -> None:
+    """Steps logged after the checkpoint a resume starts from are redone, so they are dropped."""
+    with write_txn(db):
+        db.execute("DELETE FROM train_steps WHERE adapter_id = ? AND step > ?", [adapter_id, step])
+
+
+def steps(db: Database, adapter_id: int) -> list[StepRecord]:
+    rows = db.query(
+        "SELECT step, epoch, loss, lr, tokens, seconds, val_loss FROM train_steps WHERE adapter_id = ? ORDER BY step",
+        [adapter_id],
+    )
+    return [from_row(StepRecord, r) for r in rows]

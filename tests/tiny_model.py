@@ -1,0 +1,60 @@
+"""A tiny random Llama with its own BPE tokenizer, built locally for fast real-path tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{% if m['role'] == 'assistant' %}</s>"
+    "{% endif %}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+TEXT = (
+    "Insulin lowers blood glucose. Metformin is a first-line drug for type 2 diabetes. "
+    "ACE inhibitors treat hypertension and protect the kidney. Statins lower LDL cholesterol. "
+    "Explain the mechanism. Answer briefly. ### Instruction: ### Input: ### Response: "
+    "Sepsis needs early antibiotics and fluids. Asthma is treated with inhaled steroids. "
+) * 20
+
+
+def build_tiny_llama(folder: Path, seed: int = 0, layers: int = 2, hidden: int = 32) -> Path:
+    """Save a 2-layer random Llama and a byte-level BPE tokenizer (with a chat template) to folder."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = ["<pad>", "<s>", "</s>", "<unk>", "<|user|>", "<|assistant|>", "<|system|>"]
+    tok.train_from_iterator(
+        [TEXT],
+        trainers.BpeTrainer(
+            vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        tie_word_embeddings=False,
+        initializer_range=0.3,  # a frozen lm_head with the usual 0.02 cannot move the logits far enough to learn
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
