@@ -303,7 +303,7 @@ def _examples_list(ctx: Context, a: argparse.Namespace) -> None:
 def _demo(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
     from engine.stages.demo import run_demo
 
-    return run_demo(ctx, a.project, reset=a.reset, examples=a.examples)
+    return run_demo(ctx, a.project, reset=a.reset, examples=a.examples, train_epochs=a.train_epochs)
 
 
 # (handler, needs --project, records a run)
@@ -432,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--project", default="demo")
     demo.add_argument("--reset", action="store_true", help="delete and rebuild the demo project")
     demo.add_argument("--examples", type=int, default=6, help="examples to generate with the base model (default 6)")
+    demo.add_argument(
+        "--train-epochs", type=int, default=1, help="epochs of the demo adapter's LoRA training (0: skip; default 1)"
+    )
     return p
 
 
@@ -448,6 +451,7 @@ def _quiet_libraries() -> None:
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "TRANSFORMERS_VERBOSITY": "error",
         "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+        "TQDM_DISABLE": "1",  # transformers' GGUF loader draws its own progress bars
     }.items():
         os.environ.setdefault(key, value)
     try:

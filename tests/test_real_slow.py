@@ -60,11 +60,14 @@ def test_demo_headless_end_to_end_and_rerun(home: Path) -> None:
     assert first.returncode == 0, first.stderr[-3000:]
     assert "seeds: 70" in first.stdout and "top_passage:" in first.stdout
     assert "examples: 6" in first.stdout and "respond: 6/6" in first.stderr
+    assert "adapter: demo-expert" in first.stdout and "train: 2/2 steps" in first.stderr
+    loss = float(first.stdout.split("train_loss:")[1].split()[0])
+    assert 0 < loss < 10
     assert "cardiovascular.md" in first.stdout.split("top_passage:")[1]
     assert "Traceback" not in first.stderr
     again = subprocess.run([exe, "demo"], capture_output=True, text=True, env=real_env(), timeout=900)
     assert again.returncode == 0
-    assert "(0 new)" in again.stderr
+    assert "(0 new)" in again.stderr and "adapter 'demo-expert' is already trained" in again.stderr
     search = subprocess.run(
         [exe, "corpus", "search", "What is the first-line treatment for anaphylaxis?", "--project", "demo", "-k", "2"],
         capture_output=True,

@@ -13,16 +13,20 @@ from engine.stages.context import Context
 from engine.stages.corpus import Searcher, import_corpus
 from engine.stages.models import DEFAULT_MODEL, resolve
 from engine.stages.seeds_io import read_seed_file
-from engine.store import generation, projects, runs, seeds
+from engine.store import adapters, generation, projects, runs, seeds
+from engine.store.adapters import Adapter
 from engine.store.records import Example, Project
 
 DEMO_QUERY = "How do ACE inhibitors lower blood pressure?"
 
 
 DEMO_SEED = 2026
+DEMO_ADAPTER = "demo-expert"
 
 
-def run_demo(ctx: Context, name: str = "demo", reset: bool = False, examples: int = 6) -> dict[str, Any]:
+def run_demo(
+    ctx: Context, name: str = "demo", reset: bool = False, examples: int = 6, train_epochs: int = 1
+) -> dict[str, Any]:
     shipped = paths.shipped_dir()
     kind, model_path, _ = resolve(ctx.db, DEFAULT_MODEL)
     if reset and projects.find(ctx.db, name):
@@ -43,6 +47,8 @@ def run_demo(ctx: Context, name: str = "demo", reset: bool = False, examples: in
     ctx.check_stop()
 
     made = _generate(ctx, project, examples) if examples > 0 else []
+    ctx.check_stop()
+    expert = _train(ctx, train_epochs) if train_epochs > 0 and made else None
     counts = projects.summary(ctx.db, project)
     return {
         "project": name,
@@ -56,6 +62,10 @@ def run_demo(ctx: Context, name: str = "demo", reset: bool = False, examples: in
         "examples": counts["examples"],
         "sample_task": clip(made[0].instruction, 120) if made else "none",
         "sample_answer": clip(made[0].output, 160) if made else "none",
+        "adapter": expert.name if expert else "none",
+        "train_steps": expert.metrics.get("steps", 0) if expert else 0,
+        "train_loss": _round(expert.metrics.get("final_loss")) if expert else "none",
+        "val_loss": _round(expert.metrics.get("val_loss")) if expert else "none",
         "problems": corpus.get("problems", []),
     }
 
@@ -72,6 +82,27 @@ def _generate(ctx: Context, project: Project, examples: int) -> list[Example]:
         gen = open_generation(ctx, options, examples, last.id if last else None, False)
         run_generation(ctx, gen)
     return generation.examples(ctx.db, project, limit=3)
+
+
+def _train(ctx: Context, epochs: int) -> Adapter:
+    """A small adapter on the demo's examples. Nobody reviews the demo's data, so pending counts."""
+    from engine.stages.train import open_training, run_training
+
+    project = ctx.need_project()
+    found = [a for a in adapters.list_for(ctx.db, project) if a.name == DEMO_ADAPTER]
+    if found and found[0].status == "done":
+        ctx.log(f"adapter {DEMO_ADAPTER!r} is already trained")
+        return found[0]
+    options = {"include_pending": True, "epochs": epochs, "batch_size": 4, "micro_batch": 2}
+    adapter = open_training(
+        ctx, {} if found else options, None if found else DEMO_ADAPTER, DEMO_ADAPTER if found else None, False
+    )
+    run_training(ctx, adapter)
+    return adapters.get(ctx.db, adapter.id)
+
+
+def _round(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
 
 
 def clip(text: str, width: int) -> str:
