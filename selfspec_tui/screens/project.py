@@ -16,6 +16,7 @@ class ProjectScreen(Screen[None]):
         Binding("c", "corpus", "Corpus"),
         Binding("g", "generate", "Generate"),
         Binding("v", "review", "Review"),
+        Binding("t", "train", "Train"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape,b", "app.pop_screen", "Back"),
     ]
@@ -77,3 +78,8 @@ class ProjectScreen(Screen[None]):
         from selfspec_tui.screens.review import ReviewScreen
 
         self.app.push_screen(ReviewScreen(self.project_name))
+
+    def action_train(self) -> None:
+        from selfspec_tui.screens.train import TrainScreen
+
+        self.app.push_screen(TrainScreen(self.project_name))
