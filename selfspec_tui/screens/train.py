@@ -168,7 +168,7 @@ class TrainScreen(Screen[None]):
             self.query_one("#train-numbers", Static).update(
                 f"step {event.get('done')}/{event.get('total')}   epoch {float(event.get('epoch', 0)):.2f}\n"
                 f"loss {event.get('loss', 0):.4f}   val {_fmt(event.get('val_loss'))}\n"
-                f"lr {event.get('lr', 0):.2e}   {rate or 0:.0f} tok/s   ETA {event.get('eta_s') or '?'} s"
+                f"lr {event.get('lr', 0):.2e}   {rate or 0:.0f} tok/s   ETA {_eta(event.get('eta_s'))}"
             )
         elif event.get("event") == "log":
             self.query_one("#train-numbers", Static).update(str(event.get("message", ""))[:300])
@@ -244,3 +244,9 @@ class TrainScreen(Screen[None]):
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def _eta(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "?"
+    return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s" if seconds >= 60 else f"{int(seconds)}s"
