@@ -102,7 +102,7 @@ def baseline(args, cfg, examples) -> tuple[float, list[float], int, int]:
         gradient_accumulation_steps=cfg.accumulation,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.schedule,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=int(cfg.warmup_ratio * args.steps),  # as our loop computes it
         max_steps=args.steps,
         max_grad_norm=cfg.max_grad_norm,
         logging_steps=1,
@@ -140,7 +140,9 @@ def main() -> None:
 
     args.threads = args.threads or free_cores()
     args.tmp = tempfile.mkdtemp(prefix="selfspec-bench-train-")
-    cfg = TrainConfig(batch_size=args.micro * args.accum, micro_batch=args.micro, warmup_ratio=0.1, seed=0)
+    cfg = TrainConfig(
+        batch_size=args.micro * args.accum, micro_batch=args.micro, warmup_ratio=0.2, seed=0, max_steps=args.steps
+    )
     examples = load_examples(args.examples)
     print(
         f"{len(examples)} PubMedQA examples, {args.steps} steps of {cfg.batch_size} ({args.micro} x {args.accum}),"

@@ -321,3 +321,20 @@ def test_qlora_on_cuda_4bit_with_gradients(db, tiny_project):
     assert a.metrics["four_bit"] and a.metrics["device"] == "cuda" and a.metrics["peak_memory_mb"] > 0
     steps = losses(db, a.id)
     assert steps[-1][1] < steps[0][1] and out["tokens_per_s"]
+
+
+def test_out_of_memory_says_what_to_lower(db, tiny_project, monkeypatch):
+    from engine.backends import trainer
+
+    def oom(self, items):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1234 bytes")
+
+    monkeypatch.setattr(trainer.LoraRun, "_loss_sum", oom)
+    ctx = context(db, tiny_project)
+    adapter = open_training(ctx, FAST, "oom", None, False)
+    with pytest.raises(UserError, match=r"out of memory at micro-batch 2, max length 1024: lower --micro-batch"):
+        run_training(ctx, adapter)
+    assert adapters.get(db, adapter.id).status == "failed"
+    monkeypatch.undo()
+    out = run_training(context(db, tiny_project), open_training(context(db, tiny_project), {}, None, None, False))
+    assert out["adapter"] == "oom"  # a failed run resumes like an interrupted one
