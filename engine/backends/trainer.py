@@ -179,6 +179,9 @@ def load_base(kind: str, path: Path, device: str, quantize: str) -> tuple[Any, A
     except Exception as exc:  # any failure to read the user's model files is a problem with those files
         first = (str(exc).splitlines() or [""])[0][:300]
         raise UserError(f"cannot load the base model from {path}: {type(exc).__name__}: {first}") from exc
+    if kind == "gguf":  # the weights are dequantized; the GGUF "quantizer" would only block training and saving
+        setattr(model, "hf_quantizer", None)  # noqa: B010
+        setattr(model, "is_quantized", False)  # noqa: B010
     if not four_bit:
         model = model.to(dev)  # type: ignore[arg-type]
     if tokenizer.pad_token_id is None:
