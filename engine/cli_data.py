@@ -298,3 +298,41 @@ COMMANDS.update(
         "adapters use": (_adapters_use, True, False),
     }
 )
+
+
+def _export(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.stages.export import run_export
+
+    quants = [q.strip() for q in a.quant.split(",") if q.strip()] if a.quant else []
+    return run_export(ctx, a.adapter, quants, lora=not a.no_lora, parity_check=not a.no_parity)
+
+
+def _tools_setup(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
+    from engine.stages import converter
+
+    return converter.setup(Path(a.sdist) if a.sdist else None)
+
+
+def add_export_parsers(groups: argparse._SubParsersAction, group: Any) -> None:
+    ex = groups.add_parser(
+        "export",
+        help="merge the adapter into its base, convert to GGUF, quantize, check parity (resumable)",
+    )
+    ex.add_argument("--project", required=True)
+    ex.add_argument("--adapter", help="adapter name (default: the current one)")
+    ex.add_argument("--quant", default="q8_0,q4_k_m", help="comma-separated: q8_0, q4_k_m, q4_0 (default q8_0,q4_k_m)")
+    ex.add_argument("--no-lora", action="store_true", help="skip the LoRA-only GGUF")
+    ex.add_argument("--no-parity", action="store_true", help="skip the parity check")
+    tools = group("tools", "one-time setup of external tools")
+    ts = tools.add_parser(
+        "setup", help="fetch llama.cpp's GGUF converters matching llama-cpp-python (needs the registry)"
+    )
+    ts.add_argument("--sdist", help="use this llama-cpp-python source archive instead of downloading it")
+
+
+COMMANDS.update(
+    {
+        "export": (_export, True, True),
+        "tools setup": (_tools_setup, False, False),
+    }
+)

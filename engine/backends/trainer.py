@@ -182,6 +182,8 @@ def load_base(kind: str, path: Path, device: str, quantize: str) -> tuple[Any, A
     if kind == "gguf":  # the weights are dequantized; the GGUF "quantizer" would only block training and saving
         setattr(model, "hf_quantizer", None)  # noqa: B010
         setattr(model, "is_quantized", False)  # noqa: B010
+        if hasattr(model.config, "quantization_config"):  # else save_pretrained writes a GGUF marker
+            del model.config.quantization_config
     if not four_bit:
         model = model.to(dev)  # type: ignore[arg-type]
     if tokenizer.pad_token_id is None:

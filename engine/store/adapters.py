@@ -140,3 +140,56 @@ def steps(db: Database, adapter_id: int) -> list[StepRecord]:
         [adapter_id],
     )
     return [from_row(StepRecord, r) for r in rows]
+
+
+@dataclass(frozen=True)
+class Export:
+    id: int
+    adapter_id: int
+    status: str
+    path: str
+    files: dict[str, Any]
+    parity: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+def _export(row: dict[str, Any]) -> Export:
+    return from_row(Export, row, ("files", "parity"))
+
+
+def start_export(db: Database, adapter: Adapter, path: str) -> Export:
+    """The adapter's unfinished export (resumed), or a new one."""
+    rows = list(db.query("SELECT * FROM exports WHERE adapter_id = ? ORDER BY id DESC LIMIT 1", [adapter.id]))
+    if rows and rows[0]["status"] != "done" and rows[0]["path"] == path:
+        update_export(db, int(rows[0]["id"]), "running")
+        return get_export(db, int(rows[0]["id"]))
+    stamp = now()
+    with write_txn(db):
+        cur = db.execute(
+            "INSERT INTO exports (adapter_id, path, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            [adapter.id, path, stamp, stamp],
+        )
+    return get_export(db, int(cur.lastrowid or 0))
+
+
+def get_export(db: Database, export_id: int) -> Export:
+    return _export(next(iter(db.query("SELECT * FROM exports WHERE id = ?", [export_id]))))
+
+
+def update_export(
+    db: Database, export_id: int, status: str, files: dict[str, Any] | None = None, parity: dict[str, Any] | None = None
+) -> None:
+    sets, params = ["status = ?", "updated_at = ?"], [status, now()]
+    if files is not None:
+        sets.append("files = ?")
+        params.append(json.dumps(files, sort_keys=True))
+    if parity is not None:
+        sets.append("parity = ?")
+        params.append(json.dumps(parity, sort_keys=True))
+    with write_txn(db):
+        db.execute(f"UPDATE exports SET {', '.join(sets)} WHERE id = ?", [*params, export_id])
+
+
+def exports_for(db: Database, adapter: Adapter) -> list[Export]:
+    return [_export(r) for r in db.query("SELECT * FROM exports WHERE adapter_id = ? ORDER BY id", [adapter.id])]

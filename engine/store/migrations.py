@@ -261,3 +261,21 @@ def m004_adapters(db: Database) -> None:
             PRIMARY KEY (adapter_id, step)
         ) WITHOUT ROWID""",
     )
+
+
+@migrations(name="m005_exports")
+def m005_exports(db: Database) -> None:
+    _run(
+        db,
+        """CREATE TABLE exports (
+            id INTEGER PRIMARY KEY,
+            adapter_id INTEGER NOT NULL REFERENCES adapters(id) ON DELETE CASCADE,
+            status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'interrupted', 'failed', 'done')),
+            path TEXT NOT NULL,
+            files TEXT NOT NULL DEFAULT '{}',
+            parity TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX exports_by_adapter ON exports(adapter_id, id)",
+    )
