@@ -16,30 +16,18 @@ TEXT = (
 ) * 20
 
 
-def build_tiny_llama(folder: Path, seed: int = 0, layers: int = 2, hidden: int = 32) -> Path:
-    """Save a 2-layer random Llama and a byte-level BPE tokenizer (with a chat template) to folder."""
+def build_tiny_llama(folder: Path, seed: int = 0, layers: int = 2, hidden: int = 32, tokenizer=None) -> Path:
+    """Save a 2-layer random Llama and a tokenizer to folder.
+
+    Without `tokenizer`, a byte-level BPE (with a chat template) is trained here; llama.cpp does
+    not know its pre-processing, which is what the export's refusal test needs. Pass a real
+    tokenizer (e.g. SmolLM2's) for a model llama.cpp can convert.
+    """
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    special = ["<pad>", "<s>", "</s>", "<unk>", "<|user|>", "<|assistant|>", "<|system|>"]
-    tok.train_from_iterator(
-        [TEXT],
-        trainers.BpeTrainer(
-            vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
-    )
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
-    fast.chat_template = CHAT_TEMPLATE
+    fast = tokenizer if tokenizer is not None else _train_tokenizer()
     fast.save_pretrained(folder)
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -58,3 +46,27 @@ def build_tiny_llama(folder: Path, seed: int = 0, layers: int = 2, hidden: int =
     )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+def _train_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = ["<pad>", "<s>", "</s>", "<unk>", "<|user|>", "<|assistant|>", "<|system|>"]
+    tok.train_from_iterator(
+        [TEXT],
+        trainers.BpeTrainer(
+            vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
