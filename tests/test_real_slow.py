@@ -63,6 +63,11 @@ def test_demo_headless_end_to_end_and_rerun(home: Path) -> None:
     assert "adapter: demo-expert" in first.stdout and "train: 2/2 steps" in first.stderr
     loss = float(first.stdout.split("train_loss:")[1].split()[0])
     assert 0 < loss < 10
+    assert "parity_f16: tokens 100%, top-1" in first.stdout and "parity_q8_0: tokens 100%" in first.stdout
+    f16_top1 = float(first.stdout.split("parity_f16: tokens 100%, top-1 ")[1].split("%")[0])
+    assert f16_top1 >= 95.0
+    assert first.stdout.split("base_answer:")[1].split("\n")[0].strip()
+    assert first.stdout.split("expert_answer:")[1].split("\n")[0].strip()
     assert "cardiovascular.md" in first.stdout.split("top_passage:")[1]
     assert "Traceback" not in first.stderr
     again = subprocess.run([exe, "demo"], capture_output=True, text=True, env=real_env(), timeout=900)

@@ -194,3 +194,26 @@ def parity(hf_dir: Path, ggufs: dict[str, Path], texts: Sequence[str], threads: 
             **({"first_token_mismatch": first_diff} if first_diff else {}),
         }
     return out
+
+
+def answer(
+    path: Path, question: str, prompt_format: str, threads: int, max_tokens: int = 96, lora: Path | None = None
+) -> str:
+    """One greedy answer from a GGUF model, in the prompt format it was tuned with."""
+    from engine.backends.trainer import alpaca_prompt
+
+    llm = open_gguf(path, threads, n_ctx=1024) if lora is None else None
+    if llm is None:
+        import llama_cpp
+
+        llm = llama_cpp.Llama(str(path), lora_path=str(lora), n_ctx=1024, n_threads=threads, verbose=False)
+    try:
+        if prompt_format == "alpaca":
+            out = llm(alpaca_prompt(question, ""), max_tokens=max_tokens, temperature=0.0, stop=["### "])
+            return str(out["choices"][0]["text"]).strip()  # type: ignore[index]
+        reply = llm.create_chat_completion(
+            [{"role": "user", "content": question}], max_tokens=max_tokens, temperature=0.0
+        )
+        return str(reply["choices"][0]["message"]["content"] or "").strip()  # type: ignore[index]
+    finally:
+        llm.close()

@@ -6,6 +6,7 @@ doubles as the resume path after an interrupted demo. Later stages join the chai
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from engine import paths
@@ -22,6 +23,7 @@ DEMO_QUERY = "How do ACE inhibitors lower blood pressure?"
 
 DEMO_SEED = 2026
 DEMO_ADAPTER = "demo-expert"
+DEMO_QUESTION = "How do ACE inhibitors lower blood pressure?"
 
 
 def run_demo(
@@ -49,6 +51,8 @@ def run_demo(
     made = _generate(ctx, project, examples) if examples > 0 else []
     ctx.check_stop()
     expert = _train(ctx, train_epochs) if train_epochs > 0 and made else None
+    ctx.check_stop()
+    exported = _export(ctx, expert) if expert else {}
     counts = projects.summary(ctx.db, project)
     return {
         "project": name,
@@ -66,6 +70,7 @@ def run_demo(
         "train_steps": expert.metrics.get("steps", 0) if expert else 0,
         "train_loss": _round(expert.metrics.get("final_loss")) if expert else "none",
         "val_loss": _round(expert.metrics.get("val_loss")) if expert else "none",
+        **exported,
         "problems": corpus.get("problems", []),
     }
 
@@ -99,6 +104,27 @@ def _train(ctx: Context, epochs: int) -> Adapter:
     )
     run_training(ctx, adapter)
     return adapters.get(ctx.db, adapter.id)
+
+
+def _export(ctx: Context, expert: Adapter) -> dict[str, Any]:
+    """Q8_0 GGUF of the demo expert with its parity check, then one question to base and expert."""
+    from engine.backends.gguf_export import answer
+    from engine.stages.export import gguf_name, run_export
+
+    done = run_export(ctx, expert.name, ["q8_0"], lora=True, parity_check=True)
+    folder = Path(done["folder"])
+    ctx.log(f"asking base and expert: {DEMO_QUESTION!r}")
+    _, base_path, _ = resolve(ctx.db, DEFAULT_MODEL)
+    base = answer(base_path, DEMO_QUESTION, "chat", ctx.threads)
+    tuned = answer(folder / gguf_name("q8_0"), DEMO_QUESTION, "alpaca", ctx.threads)
+    return {
+        "gguf": str(folder / gguf_name("q8_0")),
+        "parity_f16": done.get("parity_f16", "not run"),
+        "parity_q8_0": done.get("parity_q8_0", "not run"),
+        "question": DEMO_QUESTION,
+        "base_answer": clip(base, 200),
+        "expert_answer": clip(tuned, 200),
+    }
 
 
 def _round(value: Any) -> Any:
