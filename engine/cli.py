@@ -429,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_data.add_parsers(groups, group)
     cli_data.add_train_parsers(groups, group)
     cli_data.add_export_parsers(groups, group)
+    cli_data.add_chat_parser(groups)
     demo = groups.add_parser("demo", help="build the demo project from the shipped seeds and corpus")
     demo.add_argument("--project", default="demo")
     demo.add_argument("--reset", action="store_true", help="delete and rebuild the demo project")

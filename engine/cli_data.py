@@ -336,3 +336,54 @@ COMMANDS.update(
         "tools setup": (_tools_setup, False, False),
     }
 )
+
+
+def _chat(ctx: Context, a: argparse.Namespace) -> None:
+    from engine.stages import chat
+    from engine.store import chats
+
+    project = ctx.need_project()
+    if a.serve:
+        chat.serve(ctx)
+        return
+    if a.list:
+        rows = [
+            [c.spec, c.label, c.path.name + (f" + {c.lora.name}" if c.lora else ""), c.prompt_format]
+            for c in chat.available(ctx, project)
+        ]
+        ctx.result(
+            {
+                "view": "table",
+                "header": ["model", "what", "file", "prompt"],
+                "rows": rows,
+                "empty": "no GGUF model to chat with (export an expert: selfspec-tui export)",
+            }
+        )
+        convs = [[c.id, ", ".join(c.models), c.title, c.updated_at] for c in chats.list_for(ctx.db, project)]
+        ctx.result(
+            {
+                "view": "table",
+                "header": ["conversation", "models", "first message", "updated"],
+                "rows": convs,
+                "empty": "no conversations yet",
+            }
+        )
+        return
+    sampling = {"temperature": a.temperature, "top_p": a.top_p, "max_tokens": a.max_tokens}
+    chat.repl(ctx, a.model or ["base"], a.system or "", sampling, a.conversation)
+
+
+def add_chat_parser(groups: argparse._SubParsersAction) -> None:
+    ch = groups.add_parser("chat", help="chat in the terminal with the base model, an expert, or both side by side")
+    ch.add_argument("--project", required=True)
+    ch.add_argument("--model", action="append", help="base, EXPERT, EXPERT:QUANT or base+EXPERT (twice: side by side)")
+    ch.add_argument("--system", help="system message")
+    ch.add_argument("--temperature", type=float, default=0.7)
+    ch.add_argument("--top-p", type=float, default=0.95)
+    ch.add_argument("--max-tokens", type=int, default=256)
+    ch.add_argument("--conversation", type=int, help="reopen a stored conversation")
+    ch.add_argument("--list", action="store_true", help="list the models and the stored conversations")
+    ch.add_argument("--serve", action="store_true", help="JSON requests on stdin (used by the TUI)")
+
+
+COMMANDS.update({"chat": (_chat, True, False)})

@@ -279,3 +279,33 @@ def m005_exports(db: Database) -> None:
         )""",
         "CREATE INDEX exports_by_adapter ON exports(adapter_id, id)",
     )
+
+
+@migrations(name="m006_chats")
+def m006_chats(db: Database) -> None:
+    _run(
+        db,
+        """CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            title TEXT NOT NULL DEFAULT '',
+            models TEXT NOT NULL DEFAULT '[]',
+            system TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX conversations_by_project ON conversations(project_id, id)",
+        """CREATE TABLE chat_messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            pane INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL,
+            model TEXT NOT NULL DEFAULT '',
+            tokens INTEGER NOT NULL DEFAULT 0,
+            seconds REAL NOT NULL DEFAULT 0,
+            stopped INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX chat_messages_by_conversation ON chat_messages(conversation_id, id)",
+    )

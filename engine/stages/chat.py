@@ -1,0 +1,256 @@
+"""Chat with the base model and the experts: which GGUF files can talk, and one turn of talk.
+
+A model is named by a spec: `base`, `NAME` (the expert's Q8_0 if exported, else its f16),
+`NAME:q4_k_m` / `NAME:f16` (one of its exported files), or `base+NAME` (the base GGUF with the
+expert's LoRA GGUF on top). Side-by-side turns stream both replies interleaved, token by token.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+from engine.stages import models
+from engine.stages.context import Context
+from engine.store import adapters, chats
+from engine.store.records import Project
+
+
+@dataclass(frozen=True)
+class Choice:
+    spec: str
+    label: str
+    path: Path
+    lora: Path | None
+    prompt_format: str  # "chat" (the GGUF's own template) or "alpaca"
+
+
+def available(ctx: Context, project: Project) -> list[Choice]:
+    out: list[Choice] = []
+    kind, base_path, _ = models.resolve(ctx.db, project.base_model)
+    base_gguf = base_path if kind == "gguf" else None
+    if base_gguf:
+        out.append(Choice("base", f"base: {project.base_model}", base_gguf, None, "chat"))
+    for a in adapters.list_for(ctx.db, project):
+        if a.status != "done":
+            continue
+        fmt = a.config.get("train", {}).get("prompt_format", "alpaca")
+        folder = ctx.workdir / "exports" / a.name
+        files = sorted(folder.glob("model-*.gguf"))
+        for f in sorted(files, key=lambda p: (p.name != "model-q8_0.gguf", p.name)):
+            quant = f.name[len("model-") : -len(".gguf")]
+            out.append(Choice(f"{a.name}:{quant}", f"expert {a.name} ({quant})", f, None, fmt))
+        if base_gguf and (folder / "adapter-f16.gguf").exists():
+            out.append(Choice(f"base+{a.name}", f"base + LoRA {a.name}", base_gguf, folder / "adapter-f16.gguf", fmt))
+    return out
+
+
+def resolve(ctx: Context, project: Project, spec: str) -> Choice:
+    found = available(ctx, project)
+    for c in found:
+        if c.spec == spec:
+            return c
+    for c in found:  # a bare expert name: its first file (Q8_0 when there is one)
+        if c.spec.startswith(f"{spec}:"):
+            return c
+    names = ", ".join(c.spec for c in found) or "none (export an expert first: selfspec-tui export)"
+    raise UserError(f"no chat model {spec!r} in {project.name}; available: {names}")
+
+
+class Talker:
+    """Loaded models (at most `keep` at a time) and one conversation turn across panes."""
+
+    def __init__(self, ctx: Context, project: Project, keep: int = 2) -> None:
+        self.ctx, self.project, self.keep = ctx, project, keep
+        self._loaded: dict[str, Any] = {}
+
+    def model(self, choice: Choice) -> Any:
+        from engine.backends import chat_llm
+
+        key = f"{choice.path}|{choice.lora}"
+        if key not in self._loaded:
+            while len(self._loaded) >= self.keep:
+                self._loaded.pop(next(iter(self._loaded))).close()
+            self._loaded[key] = chat_llm.load(choice.path, choice.lora, self.ctx.threads)
+        return self._loaded[key]
+
+    def turn(
+        self,
+        conversation: chats.Conversation,
+        text: str,
+        sampling: dict[str, Any],
+        should_stop: Any,
+        on_piece: Any,
+    ) -> list[dict[str, Any]]:
+        """Store the user turn, stream every pane's reply (interleaved), store the replies."""
+        from engine.backends import chat_llm
+
+        chats.add(self.ctx.db, conversation.id, chats.SHARED, "user", text)
+        choices = [resolve(self.ctx, self.project, spec) for spec in conversation.models]
+        llms = [self.model(c) for c in choices]
+        streams = []
+        for pane, (c, llm) in enumerate(zip(choices, llms)):
+            turns = chats.history(self.ctx.db, conversation.id, pane)
+            streams.append(
+                chat_llm.stream(
+                    llm,
+                    c.prompt_format,
+                    conversation.system,
+                    turns,
+                    sampling,
+                    list(sampling.get("stop") or []),
+                    should_stop,
+                )
+            )
+        texts = [""] * len(streams)
+        busy = [0.0] * len(streams)  # time spent generating for each pane (they take turns)
+        live = set(range(len(streams)))
+        while live:
+            for pane in sorted(live):
+                t0 = time.perf_counter()
+                try:
+                    piece = next(streams[pane])
+                except StopIteration:
+                    live.discard(pane)
+                    continue
+                finally:
+                    busy[pane] += time.perf_counter() - t0
+                texts[pane] += piece
+                if piece:
+                    on_piece(pane, piece)
+        stopped = bool(should_stop())
+        out = []
+        for pane, c in enumerate(choices):
+            tokens = chat_llm.count_tokens(llms[pane], texts[pane])
+            seconds = max(1e-6, busy[pane])
+            chats.add(
+                self.ctx.db, conversation.id, pane, "assistant", texts[pane].strip(), c.spec, tokens, seconds, stopped
+            )
+            out.append(
+                {
+                    "pane": pane,
+                    "model": c.spec,
+                    "tokens": tokens,
+                    "tokens_per_s": round(tokens / seconds, 1),
+                    "stopped": stopped,
+                }
+            )
+        return out
+
+    def close(self) -> None:
+        for llm in self._loaded.values():
+            llm.close()
+        self._loaded.clear()
+
+
+def serve(ctx: Context) -> None:
+    """JSON requests on stdin, one per line; events on stdout. Used by the TUI's Chat screen.
+
+    {"op": "send", "conversation": id|null, "models": [spec, ...], "system": "...", "text": "...",
+     "temperature": .., "top_p": .., "max_tokens": ..}   {"op": "stop"} stops the reply in flight.
+    """
+    import queue
+
+    project = ctx.need_project()
+    talker = Talker(ctx, project)
+    requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    stop = threading.Event()
+
+    def read() -> None:
+        for line in sys.stdin:
+            try:
+                req = json.loads(line)
+            except ValueError:
+                continue
+            if req.get("op") == "stop":
+                stop.set()
+            else:
+                requests.put(req)
+        requests.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    ctx.emit({"event": "ready", "models": [{"spec": c.spec, "label": c.label} for c in available(ctx, project)]})
+    try:
+        while (req := requests.get()) is not None:
+            stop.clear()
+            try:
+                conv_id = req.get("conversation")
+                if conv_id:
+                    conv = chats.get(ctx.db, int(conv_id))
+                else:
+                    specs = [str(s) for s in req.get("models") or ["base"]]
+                    for spec in specs:
+                        resolve(ctx, project, spec)
+                    conv = chats.create(
+                        ctx.db, project, specs, str(req.get("system") or ""), str(req.get("text") or "")[:80]
+                    )
+                    ctx.emit({"event": "conversation", "id": conv.id, "models": conv.models})
+                replies = talker.turn(
+                    conv,
+                    str(req.get("text") or ""),
+                    req,
+                    lambda: stop.is_set() or ctx.should_stop(),
+                    lambda pane, piece: ctx.emit({"event": "token", "pane": pane, "text": piece}),
+                )
+                ctx.emit({"event": "turn", "conversation": conv.id, "replies": replies})
+            except UserError as exc:
+                ctx.emit({"event": "log", "level": "error", "message": str(exc)})
+            if ctx.should_stop():
+                break
+    finally:
+        talker.close()
+
+
+def repl(ctx: Context, specs: list[str], system: str, sampling: dict[str, Any], conversation: int | None) -> None:
+    """A plain terminal chat: type, read the streamed reply; Ctrl-C stops a reply, Ctrl-D or /exit leaves."""
+    project = ctx.need_project()
+    if conversation:
+        conv = chats.get(ctx.db, conversation)
+        for m in chats.messages(ctx.db, conv.id):
+            who = "you" if m.role == "user" else m.model
+            print(f"{who}> {m.content}")
+    else:
+        for spec in specs:
+            resolve(ctx, project, spec)
+        conv = chats.create(ctx.db, project, specs, system, "")
+    talker = Talker(ctx, project)
+    print(
+        f"chatting with {', '.join(conv.models)} (conversation {conv.id}); Ctrl-C stops a reply, /exit leaves",
+        file=sys.stderr,
+    )
+    try:
+        while True:
+            try:
+                text = input("you> ").strip()
+            except EOFError:
+                break
+            if text in ("/exit", "/quit"):
+                break
+            if not text:
+                continue
+            later: dict[int, str] = {}
+            sys.stdout.write(f"{conv.models[0]}> ")
+
+            def show(pane: int, piece: str, later: dict[int, str] = later) -> None:
+                if pane == 0:  # the first model streams; side-by-side replies follow it
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+                else:
+                    later[pane] = later.get(pane, "") + piece
+
+            replies = talker.turn(conv, text, sampling, ctx.should_stop, show)
+            for pane, reply in sorted(later.items()):
+                sys.stdout.write(f"\n{conv.models[pane]}> {reply.strip()}")
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            rates = ", ".join(f"{r['model']} {r['tokens_per_s']} tok/s" for r in replies)
+            print(f"\n[{rates}{', stopped' if replies and replies[0]['stopped'] else ''}]", file=sys.stderr)
+            ctx.stop_flag.clear()
+    finally:
+        talker.close()

@@ -1,0 +1,94 @@
+"""Conversations with base and expert models; user turns are shared by all panes (pane -1)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from engine.errors import UserError
+from engine.store.db import now, write_txn
+from engine.store.records import Project, from_row
+
+SHARED = -1
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    project_id: int
+    title: str
+    models: list[str]
+    system: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    conversation_id: int
+    pane: int
+    role: str
+    content: str
+    model: str
+    tokens: int
+    seconds: float
+    stopped: int
+    created_at: str
+
+
+def create(db: Database, project: Project, models: list[str], system: str, title: str) -> Conversation:
+    stamp = now()
+    with write_txn(db):
+        cur = db.execute(
+            "INSERT INTO conversations (project_id, title, models, system, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [project.id, title[:120], json.dumps(models), system, stamp, stamp],
+        )
+    return get(db, int(cur.lastrowid or 0))
+
+
+def get(db: Database, conversation_id: int) -> Conversation:
+    rows = list(db.query("SELECT * FROM conversations WHERE id = ?", [conversation_id]))
+    if not rows:
+        raise UserError(f"no conversation with id {conversation_id}")
+    return from_row(Conversation, rows[0], ("models",))
+
+
+def list_for(db: Database, project: Project) -> list[Conversation]:
+    rows = db.query("SELECT * FROM conversations WHERE project_id = ? ORDER BY id DESC", [project.id])
+    return [from_row(Conversation, r, ("models",)) for r in rows]
+
+
+def add(
+    db: Database,
+    conversation_id: int,
+    pane: int,
+    role: str,
+    content: str,
+    model: str = "",
+    tokens: int = 0,
+    seconds: float = 0.0,
+    stopped: bool = False,
+) -> None:
+    stamp = now()
+    with write_txn(db):
+        db.execute(
+            "INSERT INTO chat_messages (conversation_id, pane, role, content, model, tokens, seconds, stopped,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [conversation_id, pane, role, content, model, tokens, seconds, int(stopped), stamp],
+        )
+        db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [stamp, conversation_id])
+
+
+def messages(db: Database, conversation_id: int) -> list[Message]:
+    rows = db.query("SELECT * FROM chat_messages WHERE conversation_id = ? ORDER BY id", [conversation_id])
+    return [from_row(Message, r) for r in rows]
+
+
+def history(db: Database, conversation_id: int, pane: int) -> list[dict[str, Any]]:
+    """The turns one pane's model has seen: every user turn and that pane's own answers."""
+    return [{"role": m.role, "content": m.content} for m in messages(db, conversation_id) if m.pane in (SHARED, pane)]
