@@ -138,6 +138,44 @@ def test_tiny_model_merge_gguf_quantize_load_and_chat(db, smol_tiny):
         llm.close()
     again = run_engine("export", "--project", "tiny", "--quant", "q8_0,q4_k_m", timeout=600)
     assert again.returncode == 0 and "merging" not in again.stderr and "converting" not in again.stderr
+    # chat from the terminal with two exports side by side; the conversation is stored and listed
+    chat = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "--format",
+            "text",
+            "chat",
+            "--project",
+            "tiny",
+            "--model",
+            "expert-1",
+            "--model",
+            "expert-1:f16",
+            "--max-tokens",
+            "6",
+            "--temperature",
+            "0",
+        ],
+        input="hello there\n/exit\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert chat.returncode == 0, chat.stderr
+    assert "expert-1> " in chat.stdout and "expert-1:f16> " in chat.stdout and "tok/s" in chat.stderr
+    from engine.store import chats
+
+    [conv] = chats.list_for(db, projects.get(db, "tiny"))
+    msgs = chats.messages(db, conv.id)
+    assert [(m.pane, m.role) for m in msgs] == [(-1, "user"), (0, "assistant"), (1, "assistant")]
+    assert msgs[1].model == "expert-1:q8_0" and msgs[2].model == "expert-1:f16" and msgs[1].tokens > 0
+    listed = run_engine("chat", "--project", "tiny", "--list")
+    assert "base+" not in listed.stdout and "expert-1:q4_k_m" in listed.stdout and "hello there" in listed.stdout
+    bad = run_engine("chat", "--project", "tiny", "--model", "nope")
+    assert bad.returncode == 2 and "no chat model 'nope'" in bad.stderr
 
 
 @pytest.mark.slow

@@ -92,6 +92,7 @@ class Talker:
         from engine.backends import chat_llm
 
         chats.add(self.ctx.db, conversation.id, chats.SHARED, "user", text)
+        chats.set_title_if_empty(self.ctx.db, conversation.id, text)
         choices = [resolve(self.ctx, self.project, spec) for spec in conversation.models]
         llms = [self.model(c) for c in choices]
         streams = []

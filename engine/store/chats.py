@@ -92,3 +92,11 @@ def messages(db: Database, conversation_id: int) -> list[Message]:
 def history(db: Database, conversation_id: int, pane: int) -> list[dict[str, Any]]:
     """The turns one pane's model has seen: every user turn and that pane's own answers."""
     return [{"role": m.role, "content": m.content} for m in messages(db, conversation_id) if m.pane in (SHARED, pane)]
+
+
+def set_title_if_empty(db: Database, conversation_id: int, title: str) -> None:
+    with write_txn(db):
+        db.execute(
+            "UPDATE conversations SET title = ? WHERE id = ? AND title = ''",
+            [" ".join(title.split())[:120], conversation_id],
+        )
