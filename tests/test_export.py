@@ -176,6 +176,51 @@ def test_tiny_model_merge_gguf_quantize_load_and_chat(db, smol_tiny):
     assert "base+" not in listed.stdout and "expert-1:q4_k_m" in listed.stdout and "hello there" in listed.stdout
     bad = run_engine("chat", "--project", "tiny", "--model", "nope")
     assert bad.returncode == 2 and "no chat model 'nope'" in bad.stderr
+    # the JSON loop the TUI will drive: a streamed side-by-side turn, then a stop mid-reply
+    import json
+
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "engine", "--format", "json", "chat", "--project", "tiny", "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    assert serve.stdin and serve.stdout
+
+    def events_until(kind: str) -> list[dict]:
+        seen = []
+        for line in serve.stdout:
+            event = json.loads(line)
+            seen.append(event)
+            if event.get("event") in (kind, "failed"):
+                return seen
+        return seen
+
+    ready = events_until("ready")[-1]
+    assert {m["spec"] for m in ready["models"]} >= {"expert-1:q8_0", "expert-1:f16"}
+    send = {"op": "send", "models": ["expert-1:q8_0", "expert-1:f16"], "text": "hi", "max_tokens": 5, "temperature": 0}
+    serve.stdin.write(json.dumps(send) + "\n")
+    serve.stdin.flush()
+    seen = events_until("turn")
+    tokens = [e for e in seen if e["event"] == "token"]
+    assert {e["pane"] for e in tokens} == {0, 1} and seen[-1]["event"] == "turn"
+    conv_id = next(e["id"] for e in seen if e["event"] == "conversation")
+    long = {"op": "send", "conversation": conv_id, "text": "and more", "max_tokens": 400, "temperature": 1.0}
+    serve.stdin.write(json.dumps(long) + "\n")
+    serve.stdin.flush()
+    for line in serve.stdout:  # stop as soon as the first token arrives
+        if json.loads(line).get("event") == "token":
+            break
+    serve.stdin.write(json.dumps({"op": "stop"}) + "\n")
+    serve.stdin.flush()
+    turn = events_until("turn")[-1]
+    assert turn["event"] == "turn" and all(r["stopped"] for r in turn["replies"])
+    assert all(r["tokens"] < 400 for r in turn["replies"])
+    serve.stdin.close()
+    assert serve.wait(60) == 0
+    assert len(chats.messages(db, conv_id)) == 6
 
 
 @pytest.mark.slow
