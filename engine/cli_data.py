@@ -369,7 +369,9 @@ def _chat(ctx: Context, a: argparse.Namespace) -> None:
             }
         )
         return
-    sampling = {"temperature": a.temperature, "top_p": a.top_p, "max_tokens": a.max_tokens}
+    sampling = chat.check_sampling(
+        {"temperature": a.temperature, "top_p": a.top_p, "max_tokens": a.max_tokens, "stop": a.stop or []}
+    )
     chat.repl(ctx, a.model or ["base"], a.system or "", sampling, a.conversation)
 
 
@@ -381,6 +383,7 @@ def add_chat_parser(groups: argparse._SubParsersAction) -> None:
     ch.add_argument("--temperature", type=float, default=0.7)
     ch.add_argument("--top-p", type=float, default=0.95)
     ch.add_argument("--max-tokens", type=int, default=256)
+    ch.add_argument("--stop", action="append", metavar="TEXT", help="end a reply at this text (repeatable)")
     ch.add_argument("--conversation", type=int, help="reopen a stored conversation")
     ch.add_argument("--list", action="store_true", help="list the models and the stored conversations")
     ch.add_argument("--serve", action="store_true", help="JSON requests on stdin (used by the TUI)")

@@ -142,3 +142,103 @@ class SearchSession:
                 await asyncio.wait_for(self.proc.wait(), 3)
             except TimeoutError:
                 self.proc.kill()
+
+
+class ChatSession:
+    """A long-lived `chat --serve` child: models stay loaded between turns, replies stream back.
+
+    Every event after `ready` goes to `on_event` (token, conversation, turn, turn_failed), and an
+    `exited` event tells the screen that the child is gone (with the tail of its stderr).
+    """
+
+    def __init__(self, project: str, on_event: OnEvent) -> None:
+        self.project = project
+        self.on_event = on_event
+        self.proc: asyncio.subprocess.Process | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._stderr: list[str] = []
+
+    async def start(self) -> list[Event]:
+        """Start the child; returns the models it can chat with (spec and label each)."""
+        self.proc = await asyncio.create_subprocess_exec(
+            *engine_argv("chat", "--project", self.project, "--serve"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        asyncio.create_task(self._drain_stderr())
+        while True:
+            event = await self._next_event()
+            if event.get("event") == "ready":
+                self._pump = asyncio.create_task(self._forward())
+                return list(event.get("models") or [])
+            if event.get("event") in ("failed", "eof"):
+                tail = " | ".join(self._stderr[-2:])
+                raise RuntimeError(str(event.get("error") or tail or "the chat engine did not start"))
+
+    async def _drain_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            self._stderr.append(raw.decode("utf-8", "replace").rstrip())
+            del self._stderr[:-STDERR_TAIL]
+
+    async def _next_event(self) -> Event:
+        assert self.proc is not None and self.proc.stdout is not None
+        while True:
+            raw = await self.proc.stdout.readline()
+            if not raw:
+                return {"event": "eof", "error": "the chat process exited"}
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                return event
+
+    async def _forward(self) -> None:
+        while True:
+            event = await self._next_event()
+            if event.get("event") == "eof":
+                await asyncio.sleep(0.05)  # let stderr catch up
+                tail = " | ".join(self._stderr[-2:])
+                event = {"event": "exited", "error": "the chat process exited" + (f": {tail}" if tail else "")}
+            maybe = self.on_event(event)
+            if asyncio.iscoroutine(maybe):
+                await maybe
+            if event["event"] == "exited":
+                return
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def _write(self, request: Event) -> None:
+        if not self.alive:
+            raise RuntimeError("the chat process is not running")
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def send(self, request: Event) -> None:
+        await self._write({"op": "send", **request})
+
+    async def stop(self) -> None:
+        await self._write({"op": "stop"})
+
+    async def load(self, models: list[str]) -> None:
+        await self._write({"op": "load", "models": models})
+
+    async def close(self) -> None:
+        if self.alive and self.proc is not None:
+            try:
+                await self.stop()  # a reply in flight ends now rather than at max_tokens
+            except (RuntimeError, OSError):
+                pass
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 3)
+            except TimeoutError:
+                self.proc.kill()
+        if self._pump:
+            self._pump.cancel()

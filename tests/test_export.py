@@ -108,6 +108,38 @@ def smol_tiny(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+def test_sentencepiece_family_gemma3_exports_with_parity(db, tmp_path):
+    """The second tokenizer family: Gemma-3's SentencePiece vocabulary (262k pieces, BOS added)."""
+    import llama_cpp
+
+    from tests.tiny_model import build_tiny_gemma3, gemma3_tokenizer
+
+    _trained_project(db, build_tiny_gemma3(tmp_path / "gemma-tiny", gemma3_tokenizer()), "gem", steps=2)
+    r = run_engine("export", "--project", "gem", "--quant", "q8_0", timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "llama_" not in r.stderr  # llama.cpp's chatter goes to the log
+    ex = adapters.exports_for(db, adapters.current(db, projects.get(db, "gem")))[-1]
+    assert ex.status == "done" and ex.parity["positions"] > 100
+    assert ex.parity["f16"]["tokenization_equal"] == 1.0 and ex.parity["q8_0"]["tokenization_equal"] == 1.0
+    assert ex.parity["f16"]["top1_agreement"] >= 0.95
+    folder = Path(ex.path)
+    llm = llama_cpp.Llama(str(folder / "model-q8_0.gguf"), lora_path=None, n_ctx=128, n_threads=1, verbose=False)
+    try:
+        assert llm.metadata.get("general.architecture") == "gemma3"
+        assert llm.tokenize(b"Sepsis needs fluids.", add_bos=False) == gemma3_ids("Sepsis needs fluids.")
+        out = llm.create_completion("### Instruction:\nWhat is sepsis?\n\n### Response:\n", max_tokens=4)
+        assert out["choices"][0]["finish_reason"] in ("length", "stop")
+    finally:
+        llm.close()
+
+
+def gemma3_ids(text: str) -> list[int]:
+    from tests.tiny_model import gemma3_tokenizer
+
+    return list(gemma3_tokenizer()(text, add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.slow
 def test_tiny_model_merge_gguf_quantize_load_and_chat(db, smol_tiny):
     import llama_cpp
 

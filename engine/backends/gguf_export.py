@@ -101,7 +101,7 @@ def convert(
 
 
 @contextmanager
-def _c_stderr_to_log() -> Iterator[None]:
+def c_stderr_to_log() -> Iterator[None]:
     """llama.cpp's C code prints per-tensor lines on fd 2; they go to the engine log instead."""
     import os
 
@@ -133,7 +133,7 @@ def quantize(source: Path, out: Path, quant: str, threads: int) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, name)
     params.nthread = threads
-    with _c_stderr_to_log():
+    with c_stderr_to_log():
         rc = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
     if rc != 0 or not partial.exists():
         partial.unlink(missing_ok=True)
@@ -149,7 +149,8 @@ def open_gguf(path: Path, threads: int, n_ctx: int = 2048, logits_all: bool = Fa
 
     read_gguf_metadata(path)  # raises UserError naming the file when the header is broken
     try:
-        return llama_cpp.Llama(str(path), n_ctx=n_ctx, n_threads=threads, logits_all=logits_all, verbose=False)
+        with c_stderr_to_log():
+            return llama_cpp.Llama(str(path), n_ctx=n_ctx, n_threads=threads, logits_all=logits_all, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise UserError(f"{path}: llama.cpp cannot load it: {exc}") from exc
 

@@ -36,7 +36,12 @@ def available(ctx: Context, project: Project) -> list[Choice]:
     kind, base_path, _ = models.resolve(ctx.db, project.base_model)
     base_gguf = base_path if kind == "gguf" else None
     if base_gguf:
-        out.append(Choice("base", f"base: {project.base_model}", base_gguf, None, "chat"))
+        from engine.backends.gguf_meta import read_gguf_metadata
+
+        # a base model without a chat template (a pretrained, not instruction-tuned, model) is
+        # prompted with the same Alpaca blocks generation uses for it
+        templated = "tokenizer.chat_template" in read_gguf_metadata(base_gguf)
+        out.append(Choice("base", f"base: {project.base_model}", base_gguf, None, "chat" if templated else "alpaca"))
     for a in adapters.list_for(ctx.db, project):
         if a.status != "done":
             continue
@@ -61,6 +66,29 @@ def resolve(ctx: Context, project: Project, spec: str) -> Choice:
             return c
     names = ", ".join(c.spec for c in found) or "none (export an expert first: selfspec-tui export)"
     raise UserError(f"no chat model {spec!r} in {project.name}; available: {names}")
+
+
+def check_sampling(req: dict[str, Any]) -> dict[str, Any]:
+    """temperature, top_p, max_tokens and stop strings from a request, checked (UserError names the field)."""
+    out: dict[str, Any] = {}
+    for key, kind, default, ok, rule in (
+        ("temperature", float, 0.7, lambda v: 0 <= v <= 5, "between 0 and 5"),
+        ("top_p", float, 0.95, lambda v: 0 < v <= 1, "above 0 and at most 1"),
+        ("max_tokens", int, 256, lambda v: 1 <= v <= 32768, "between 1 and 32768"),
+    ):
+        raw = req.get(key, default)
+        try:
+            value = kind(raw)
+        except (TypeError, ValueError):
+            raise UserError(f"{key}: {raw!r} is not a number") from None
+        if not ok(value):
+            raise UserError(f"{key}: {raw!r} must be {rule}")
+        out[key] = value
+    stop = req.get("stop") or []
+    if not isinstance(stop, list) or not all(isinstance(t, str) and t for t in stop):
+        raise UserError("stop: expected a list of non-empty strings")
+    out["stop"] = stop
+    return out
 
 
 class Talker:
@@ -88,16 +116,18 @@ class Talker:
         should_stop: Any,
         on_piece: Any,
     ) -> list[dict[str, Any]]:
-        """Store the user turn, stream every pane's reply (interleaved), store the replies."""
+        """Stream every pane's reply (interleaved), then store the user turn and the replies together.
+
+        Nothing is stored when a model cannot load or llama.cpp refuses the prompt (a conversation
+        longer than the context), so a failed turn leaves no unanswered question behind.
+        """
         from engine.backends import chat_llm
 
-        chats.add(self.ctx.db, conversation.id, chats.SHARED, "user", text)
-        chats.set_title_if_empty(self.ctx.db, conversation.id, text)
         choices = [resolve(self.ctx, self.project, spec) for spec in conversation.models]
         llms = [self.model(c) for c in choices]
         streams = []
         for pane, (c, llm) in enumerate(zip(choices, llms)):
-            turns = chats.history(self.ctx.db, conversation.id, pane)
+            turns = chats.history(self.ctx.db, conversation.id, pane) + [{"role": "user", "content": text}]
             streams.append(
                 chat_llm.stream(
                     llm,
@@ -111,6 +141,7 @@ class Talker:
             )
         texts = [""] * len(streams)
         busy = [0.0] * len(streams)  # time spent generating for each pane (they take turns)
+        first = [0.0] * len(streams)  # time to the first piece: reading the prompt, not generating
         live = set(range(len(streams)))
         while live:
             for pane in sorted(live):
@@ -120,29 +151,33 @@ class Talker:
                 except StopIteration:
                     live.discard(pane)
                     continue
+                except (ValueError, RuntimeError) as exc:
+                    raise UserError(f"{choices[pane].spec}: {exc}") from exc
                 finally:
                     busy[pane] += time.perf_counter() - t0
+                if not first[pane]:
+                    first[pane] = busy[pane]
                 texts[pane] += piece
                 if piece:
                     on_piece(pane, piece)
         stopped = bool(should_stop())
-        out = []
+        replies = []
         for pane, c in enumerate(choices):
             tokens = chat_llm.count_tokens(llms[pane], texts[pane])
-            seconds = max(1e-6, busy[pane])
-            chats.add(
-                self.ctx.db, conversation.id, pane, "assistant", texts[pane].strip(), c.spec, tokens, seconds, stopped
-            )
-            out.append(
-                {
-                    "pane": pane,
-                    "model": c.spec,
-                    "tokens": tokens,
-                    "tokens_per_s": round(tokens / seconds, 1),
-                    "stopped": stopped,
-                }
-            )
-        return out
+            seconds = max(1e-6, busy[pane] - first[pane])  # the rate of generating, after the prompt
+            replies.append(chats.Reply(pane, texts[pane].strip(), c.spec, tokens, seconds, stopped))
+        chats.add_turn(self.ctx.db, conversation.id, text, replies)
+        return [
+            {
+                "pane": r.pane,
+                "model": r.model,
+                "tokens": r.tokens,
+                "tokens_per_s": round(max(0, r.tokens - 1) / r.seconds, 1),
+                "first_token_s": round(first[r.pane], 3),
+                "stopped": r.stopped,
+            }
+            for r in replies
+        ]
 
     def close(self) -> None:
         for llm in self._loaded.values():
@@ -154,7 +189,9 @@ def serve(ctx: Context) -> None:
     """JSON requests on stdin, one per line; events on stdout. Used by the TUI's Chat screen.
 
     {"op": "send", "conversation": id|null, "models": [spec, ...], "system": "...", "text": "...",
-     "temperature": .., "top_p": .., "max_tokens": ..}   {"op": "stop"} stops the reply in flight.
+     "temperature": .., "top_p": .., "max_tokens": .., "stop": [..]}
+    {"op": "load", "models": [spec, ...]} loads models ahead of the first message.
+    {"op": "stop"} stops the reply in flight.
     """
     import queue
 
@@ -168,8 +205,10 @@ def serve(ctx: Context) -> None:
             try:
                 req = json.loads(line)
             except ValueError:
-                continue
-            if req.get("op") == "stop":
+                req = None
+            if not isinstance(req, dict):
+                ctx.emit({"event": "turn_failed", "error": f"not a JSON request object: {line.strip()[:80]!r}"})
+            elif req.get("op") == "stop":
                 stop.set()
             else:
                 requests.put(req)
@@ -180,7 +219,20 @@ def serve(ctx: Context) -> None:
     try:
         while (req := requests.get()) is not None:
             stop.clear()
+            fresh: chats.Conversation | None = None
+            if req.get("op") == "load":  # warm the chosen models up before the first message
+                try:
+                    t0 = time.perf_counter()
+                    for spec in req.get("models") or []:
+                        talker.model(resolve(ctx, project, str(spec)))
+                    ctx.emit({"event": "loaded", "models": req.get("models"), "seconds": time.perf_counter() - t0})
+                except UserError as exc:
+                    ctx.emit({"event": "turn_failed", "error": str(exc)})
+                continue
             try:
+                sampling = check_sampling(req)
+                if not str(req.get("text") or "").strip():
+                    raise UserError("text: the message is empty")
                 conv_id = req.get("conversation")
                 if conv_id:
                     conv = chats.get(ctx.db, int(conv_id))
@@ -188,20 +240,20 @@ def serve(ctx: Context) -> None:
                     specs = [str(s) for s in req.get("models") or ["base"]]
                     for spec in specs:
                         resolve(ctx, project, spec)
-                    conv = chats.create(
-                        ctx.db, project, specs, str(req.get("system") or ""), str(req.get("text") or "")[:80]
-                    )
+                    conv = fresh = chats.create(ctx.db, project, specs, str(req.get("system") or ""), "")
                     ctx.emit({"event": "conversation", "id": conv.id, "models": conv.models})
                 replies = talker.turn(
                     conv,
                     str(req.get("text") or ""),
-                    req,
+                    sampling,
                     lambda: stop.is_set() or ctx.should_stop(),
                     lambda pane, piece: ctx.emit({"event": "token", "pane": pane, "text": piece}),
                 )
                 ctx.emit({"event": "turn", "conversation": conv.id, "replies": replies})
             except UserError as exc:
-                ctx.emit({"event": "log", "level": "error", "message": str(exc)})
+                if fresh is not None:  # a conversation whose first turn failed holds nothing worth keeping
+                    chats.delete(ctx.db, fresh.id)
+                ctx.emit({"event": "turn_failed", "error": str(exc), "dropped_conversation": fresh is not None})
             if ctx.should_stop():
                 break
     finally:

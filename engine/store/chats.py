@@ -58,30 +58,44 @@ def get(db: Database, conversation_id: int) -> Conversation:
     return from_row(Conversation, rows[0], ("models",))
 
 
+def delete(db: Database, conversation_id: int) -> None:
+    with write_txn(db):
+        db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])  # messages cascade
+
+
 def list_for(db: Database, project: Project) -> list[Conversation]:
     rows = db.query("SELECT * FROM conversations WHERE project_id = ? ORDER BY id DESC", [project.id])
     return [from_row(Conversation, r, ("models",)) for r in rows]
 
 
-def add(
-    db: Database,
-    conversation_id: int,
-    pane: int,
-    role: str,
-    content: str,
-    model: str = "",
-    tokens: int = 0,
-    seconds: float = 0.0,
-    stopped: bool = False,
-) -> None:
+@dataclass(frozen=True)
+class Reply:
+    pane: int
+    content: str
+    model: str
+    tokens: int
+    seconds: float
+    stopped: bool
+
+
+def add_turn(db: Database, conversation_id: int, text: str, replies: list[Reply]) -> None:
+    """One user turn and every pane's reply, in one transaction (the first turn also titles it)."""
     stamp = now()
+    insert = (
+        "INSERT INTO chat_messages (conversation_id, pane, role, content, model, tokens, seconds, stopped,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
     with write_txn(db):
+        db.execute(insert, [conversation_id, SHARED, "user", text, "", 0, 0.0, 0, stamp])
+        for r in replies:
+            db.execute(
+                insert,
+                [conversation_id, r.pane, "assistant", r.content, r.model, r.tokens, r.seconds, int(r.stopped), stamp],
+            )
         db.execute(
-            "INSERT INTO chat_messages (conversation_id, pane, role, content, model, tokens, seconds, stopped,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [conversation_id, pane, role, content, model, tokens, seconds, int(stopped), stamp],
+            "UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' THEN ? ELSE title END WHERE id = ?",
+            [stamp, " ".join(text.split())[:120], conversation_id],
         )
-        db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [stamp, conversation_id])
 
 
 def messages(db: Database, conversation_id: int) -> list[Message]:
@@ -92,11 +106,3 @@ def messages(db: Database, conversation_id: int) -> list[Message]:
 def history(db: Database, conversation_id: int, pane: int) -> list[dict[str, Any]]:
     """The turns one pane's model has seen: every user turn and that pane's own answers."""
     return [{"role": m.role, "content": m.content} for m in messages(db, conversation_id) if m.pane in (SHARED, pane)]
-
-
-def set_title_if_empty(db: Database, conversation_id: int, title: str) -> None:
-    with write_txn(db):
-        db.execute(
-            "UPDATE conversations SET title = ? WHERE id = ? AND title = ''",
-            [" ".join(title.split())[:120], conversation_id],
-        )

@@ -17,6 +17,7 @@ class ProjectScreen(Screen[None]):
         Binding("g", "generate", "Generate"),
         Binding("v", "review", "Review"),
         Binding("t", "train", "Train"),
+        Binding("h", "chat", "Chat"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape,b", "app.pop_screen", "Back"),
     ]
@@ -83,3 +84,8 @@ class ProjectScreen(Screen[None]):
         from selfspec_tui.screens.train import TrainScreen
 
         self.app.push_screen(TrainScreen(self.project_name))
+
+    def action_chat(self) -> None:
+        from selfspec_tui.screens.chat import ChatScreen
+
+        self.app.push_screen(ChatScreen(self.project_name))

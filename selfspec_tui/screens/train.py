@@ -62,6 +62,7 @@ class TrainScreen(Screen[None]):
         Binding("ctrl+n", "start(True)", "New adapter", priority=True),
         Binding("ctrl+x", "cancel", "Cancel", priority=True),
         Binding("ctrl+u", "use", "Make current", priority=True),
+        Binding("ctrl+e", "export", "Export GGUF", priority=True),
         Binding("escape", "back", "Back"),
     ]
 
@@ -175,7 +176,7 @@ class TrainScreen(Screen[None]):
 
     def action_start(self, new: bool) -> None:
         if self._run is not None:
-            self.notify("training is already running", severity="warning")
+            self.notify("a run is already in progress", severity="warning")
             return
         values = {key: self.query_one(f"#{key}", Input).value for key, _, _, _ in FIELDS}
         fmt = str(self.query_one("#prompt_format", Select).value)
@@ -189,19 +190,17 @@ class TrainScreen(Screen[None]):
         self.points, self.val_points = [], []
         if unfinished and not new:
             self.show_curve(unfinished[-1].id)
-        self.run_training(engine_args(self.project_name, values, fmt, pending, new))
+        self.run_stage(engine_args(self.project_name, values, fmt, pending, new), "training")
 
     def action_cancel(self) -> None:
         if self._run:
             self._run.cancel()
-            self.notify("cancelling: a checkpoint is written, ctrl+r resumes from it")
+            self.notify("cancelling: finished work is kept and the run resumes where it stopped")
 
     def action_use(self) -> None:
-        table = self.query_one("#adapters", DataTable)
-        if not table.row_count:
+        a = self.selected_adapter()
+        if a is None:
             return
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        a = adapters.get(self.db, int(str(key)))
         if a.status != "done":
             self.notify(f"{a.name} is {a.status}: finish training it first", severity="warning")
             return
@@ -209,18 +208,36 @@ class TrainScreen(Screen[None]):
         self.notify(f"{a.name} is now the current expert")
         self.refresh_adapters()
 
+    def selected_adapter(self) -> adapters.Adapter | None:
+        table = self.query_one("#adapters", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return adapters.get(self.db, int(str(key)))
+
+    def action_export(self) -> None:
+        """Merge the highlighted adapter, convert it to GGUF, quantize and check parity (resumable)."""
+        if self._run is not None:
+            self.notify("a run is in progress: ctrl+x cancels it first", severity="warning")
+            return
+        a = self.selected_adapter()
+        if a is None or a.status != "done":
+            self.notify("highlight a finished adapter to export", severity="warning")
+            return
+        self.run_stage(["export", "--project", self.project_name, "--adapter", a.name], f"exporting {a.name}")
+
     def action_back(self) -> None:
         if isinstance(self.focused, Input):
             self.query_one("#adapters", DataTable).focus()
         elif self._run is not None:
-            self.notify("training is running: ctrl+x cancels it first (a checkpoint is kept)", severity="warning")
+            self.notify("a run is in progress: ctrl+x cancels it first (its work is kept)", severity="warning")
         else:
             self.app.pop_screen()
 
     @work(exclusive=True, group="train")
-    async def run_training(self, args: list[str]) -> None:
+    async def run_stage(self, args: list[str], label: str) -> None:
         progress = self.query_one(RunProgress)
-        progress.begin("training")
+        progress.begin(label)
         self._run = EngineRun(*args)
         try:
             outcome = await self._run.run(self.on_engine_event)
@@ -228,15 +245,20 @@ class TrainScreen(Screen[None]):
             self._run = None
         progress.end(outcome.message)
         last = outcome.last or {}
-        if outcome.code == 0 and last.get("event") == "finished":
-            s = last.get("summary", {})
+        s = last.get("summary", {})
+        if outcome.code == 0 and last.get("event") == "finished" and args[0] == "export":
+            parity = "; ".join(f"{k[7:]}: {v}" for k, v in s.items() if k.startswith("parity_"))
+            self.notify(f"exported {s.get('adapter')} to {s.get('folder')}. Parity {parity}", timeout=20)
+            self.query_one("#train-numbers", Static).update(f"exported {s.get('adapter')}\n{parity}")
+        elif outcome.code == 0 and last.get("event") == "finished":
             self.notify(
                 f"adapter {s.get('adapter')}: {s.get('steps')} steps, loss {_fmt(s.get('final_loss'))}, "
                 f"val {_fmt(s.get('val_loss'))}",
                 timeout=10,
             )
         elif last.get("event") == "interrupted":
-            self.notify("training cancelled; ctrl+r resumes from the checkpoint", severity="warning", timeout=10)
+            again = "ctrl+e" if args[0] == "export" else "ctrl+r"
+            self.notify(f"{label} cancelled; {again} resumes it", severity="warning", timeout=10)
         else:
             self.notify(outcome.message, severity="error", timeout=20)
         self.refresh_adapters()

@@ -28,11 +28,13 @@ class TextPane(ScrollView, can_focus=False):
     def plain(self) -> str:
         return self._text.plain
 
-    def update(self, markup: str | Text) -> None:
+    def update(self, markup: str | Text, follow: bool = False) -> None:
+        """Show new text from its top, or from its end with `follow` (a streaming transcript)."""
         self._text = Text.from_markup(markup) if isinstance(markup, str) else markup
         self._laid_out_at = -1
         self._layout()
-        self.scroll_to(y=0, animate=False, immediate=True)
+        y = max(0, len(self._lines) - self.size.height) if follow else 0
+        self.scroll_to(y=y, animate=False, immediate=True)
         self.refresh()
 
     def _layout(self) -> None:

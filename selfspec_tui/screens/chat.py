@@ -1,0 +1,415 @@
+"""Chat: talk to the base model and the experts, one model or two side by side, replies streaming.
+
+The models run in a long-lived `chat --serve` child (llama.cpp, threads within the free cores).
+This screen only sends requests, paints the streamed pieces and reads stored conversations.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
+
+from engine.errors import UserError
+from engine.store import chats, projects
+from selfspec_tui.engine_client import ChatSession
+from selfspec_tui.widgets.text_pane import TextPane
+
+# (input id, label, default, parser, rule) for the sampling settings sent with every message
+SAMPLING: list[tuple[str, str, str, type, str]] = [
+    ("temperature", "temperature", "0.7", float, "a number from 0 to 5"),
+    ("top_p", "top-p", "0.95", float, "a number above 0, at most 1"),
+    ("max_tokens", "max tokens", "256", int, "a whole number from 1"),
+]
+PAINT_EVERY_S = 0.05  # streamed pieces are painted in batches, not one repaint per token
+
+
+def read_sampling(values: dict[str, str]) -> dict[str, Any]:
+    """The sampling fields as numbers; ValueError names the field that is not one."""
+    out: dict[str, Any] = {}
+    for key, label, default, kind, rule in SAMPLING:
+        raw = values.get(key, "").strip() or default
+        try:
+            out[key] = kind(raw)
+        except ValueError:
+            raise ValueError(f"{label}: {raw!r} is not {rule}") from None
+    return out
+
+
+class ChatScreen(Screen[None]):
+    BINDINGS = [
+        Binding("ctrl+x", "stop", "Stop reply", priority=True),
+        Binding("ctrl+n", "new", "New chat", priority=True),
+        Binding("ctrl+o", "conversations", "Conversations", priority=True),
+        Binding("ctrl+b", "side_by_side", "Side by side", priority=True),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.project_name = name
+        self.session: ChatSession | None = None
+        self.models: dict[str, str] = {}  # spec -> label, as the engine offers them
+        self.conversation: chats.Conversation | None = None
+        self.shown: list[list[tuple[str, str, str]]] = [[], []]  # per pane: (role, text, note)
+        self.live: list[str] = []
+        self.pieces: list[int] = []
+        self.streaming = False
+        self.last_text = ""
+        self.started_at = 0.0
+        self.dirty = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="title", classes="screen-title")
+        with Horizontal(id="chat-controls"):
+            with Vertical(classes="field wide"):
+                yield Label("model")
+                yield Select([], id="model-a", allow_blank=True, prompt="(starting ...)")
+            with Vertical(classes="field wide"):
+                yield Label("beside it (ctrl+b)")
+                yield Select([], id="model-b", allow_blank=True, prompt="none")
+            with Vertical(classes="field system"):
+                yield Label("system prompt")
+                yield Input("", id="system", placeholder="optional")
+            for key, label, default, _, _ in SAMPLING:
+                with Vertical(classes="field"):
+                    yield Label(label)
+                    yield Input(default, id=key)
+        with Horizontal(id="chat-body"):
+            yield DataTable(id="conversations", cursor_type="row")
+            for pane in (0, 1):
+                with Vertical(id=f"pane-{pane}", classes="chat-pane"):
+                    yield Static("", id=f"head-{pane}", classes="pane-head")
+                    yield TextPane(id=f"text-{pane}")
+        yield Input(id="message", placeholder="message: enter sends · ctrl+x stops a reply · ctrl+n new chat")
+        yield Static("starting the chat engine ...", id="chat-status", classes="hint")
+        yield Footer()
+
+    @property
+    def db(self) -> Any:
+        return self.app.db  # type: ignore[attr-defined]
+
+    def on_mount(self) -> None:
+        project = projects.get(self.db, self.project_name)
+        self.query_one("#title", Static).update(f"Chat · {project.name}  ·  base model: {project.base_model}")
+        self.query_one("#conversations", DataTable).add_columns("id", "conversation")
+        self.refresh_conversations()
+        self.query_one("#pane-1").display = False
+        self.set_interval(PAINT_EVERY_S, self.paint_if_dirty)
+        self.query_one("#message", Input).focus()
+        self.start_session()
+
+    # --- the engine child -------------------------------------------------------------------
+
+    @work(exclusive=True, group="chat-start")
+    async def start_session(self) -> None:
+        self.session = ChatSession(self.project_name, self.on_engine_event)
+        try:
+            offered = await self.session.start()
+        except RuntimeError as exc:
+            self.session = None
+            self.status(f"the chat engine did not start: {exc}")
+            self.notify(f"chat: {exc}", severity="error", timeout=15)
+            return
+        self.models = {str(m["spec"]): str(m["label"]) for m in offered}
+        options = [(spec, spec) for spec in self.models]  # short names; the pane heads say more
+        a, b = self.query_one("#model-a", Select), self.query_one("#model-b", Select)
+        a.set_options(options)
+        b.set_options(options)
+        a.prompt = "choose a model"
+        if not options:
+            self.status("no GGUF model to chat with: export an expert (Train screen ctrl+e, or selfspec-tui export)")
+            return
+        experts = [s for s in self.models if not s.startswith("base")]
+        if self.conversation is not None and self._offered(self.conversation.models):
+            self._select(self.conversation.models)
+        elif "base" in self.models and experts:
+            self._select(["base", experts[0]])  # the point of the tool: the expert beside its base
+        else:
+            self._select([options[0][1]])
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Ask the engine to load the chosen models now, so the first reply does not wait for them."""
+        specs = self.chosen()
+        if self.session is not None and self.session.alive and specs and not self.streaming:
+            self.status(f"loading {', '.join(specs)} ...")
+            self.run_worker(self.session.load(specs), group="chat-load")
+
+    def _offered(self, specs: list[str]) -> bool:
+        return all(s in self.models for s in specs)
+
+    def _select(self, specs: list[str]) -> None:
+        self.query_one("#model-a", Select).value = specs[0]
+        b = self.query_one("#model-b", Select)
+        if len(specs) > 1:
+            b.value = specs[1]
+        else:
+            b.clear()
+        self._show_panes(len(specs))
+
+    def chosen(self) -> list[str]:
+        specs = []
+        for sel in ("#model-a", "#model-b"):
+            value = self.query_one(sel, Select).value
+            if isinstance(value, str):
+                specs.append(value)
+        return specs
+
+    def _show_panes(self, count: int) -> None:
+        self.query_one("#pane-1").display = count > 1
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if not self.streaming:
+            self._show_panes(max(1, len(self.chosen())))
+            self.paint()
+            self.warm_up()
+
+    async def on_engine_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "token":
+            pane = int(event.get("pane", 0))
+            if pane < len(self.live):
+                self.live[pane] += str(event.get("text", ""))
+                self.pieces[pane] += 1
+                self.dirty = True
+        elif kind == "loaded":
+            if not self.streaming:
+                ready = ", ".join(str(m) for m in event.get("models") or [])
+                self.status(f"ready: {ready} (loaded in {float(event.get('seconds', 0)):.1f}s) · type and press enter")
+        elif kind == "conversation":
+            self.conversation = chats.get(self.db, int(event["id"]))
+            self.refresh_conversations()
+        elif kind == "turn":
+            self.streaming = False
+            replies = event.get("replies") or []
+            self.load(int(event["conversation"]))
+            rates = " · ".join(
+                f"{r['model']}: {r['tokens']} tokens, {r['tokens_per_s']} tok/s, first after {r['first_token_s']}s"
+                for r in replies
+            )
+            stopped = any(r.get("stopped") for r in replies)
+            self.status(("stopped · " if stopped else "") + rates)
+        elif kind == "turn_failed":
+            self.notify(str(event.get("error")), severity="error", timeout=15)
+            if event.get("dropped_conversation"):
+                self.conversation = None
+            self._give_back_message()
+            self.status(f"not sent: {event.get('error')}")
+        elif kind == "exited":
+            self.session = None
+            self._give_back_message()
+            self.notify(f"{event.get('error')}; restarting it", severity="error", timeout=15)
+            self.start_session()
+
+    def _give_back_message(self) -> None:
+        """A turn that failed stored nothing: its text goes back into the box to fix or resend."""
+        if self.streaming:
+            box = self.query_one("#message", Input)
+            if not box.value:
+                box.value = self.last_text
+            self.streaming = False
+        self._reload_shown()
+
+    # --- sending ----------------------------------------------------------------------------
+
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "message":
+            await self.send(event.value)
+        elif event.input.id in {key for key, *_ in SAMPLING} | {"system"}:
+            self.query_one("#message", Input).focus()
+
+    async def send(self, text: str) -> None:
+        if not text.strip():
+            return
+        if self.streaming:
+            self.notify("a reply is streaming: ctrl+x stops it", severity="warning")
+            return
+        try:
+            sampling = read_sampling({key: self.query_one(f"#{key}", Input).value for key, *_ in SAMPLING})
+        except ValueError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        specs = self.chosen()
+        if not specs:
+            self.notify("choose a model first", severity="warning")
+            return
+        if self.session is None or not self.session.alive:
+            self.start_session()
+            self.notify("the chat engine is starting; send again in a moment", severity="warning")
+            return
+        system = self.query_one("#system", Input).value
+        conv = self.conversation
+        if conv is not None and (conv.models != specs or conv.system != system):
+            self.notify("models or system prompt changed: this message starts a new conversation")
+            conv = self.conversation = None
+            self.shown = [[], []]
+        request = {
+            "conversation": conv.id if conv else None,
+            "models": specs,
+            "system": system,
+            "text": text,
+            **sampling,
+        }
+        for pane in range(len(specs)):
+            self.shown[pane].append(("user", text, ""))
+        self.live, self.pieces = [""] * len(specs), [0] * len(specs)
+        self.streaming, self.started_at = True, time.monotonic()
+        self._show_panes(len(specs))
+        self.query_one("#message", Input).value = ""
+        self.last_text = text
+        self.status("thinking ... (ctrl+x stops)")
+        self.paint()
+        try:
+            await self.session.send(request)
+        except (RuntimeError, OSError) as exc:
+            self._give_back_message()
+            self.notify(f"not sent: {exc}", severity="error")
+
+    def action_stop(self) -> None:
+        if self.streaming and self.session is not None:
+            self.run_worker(self.session.stop(), group="chat-stop")
+            self.status("stopping ...")
+
+    # --- conversations ----------------------------------------------------------------------
+
+    def refresh_conversations(self) -> None:
+        table = self.query_one("#conversations", DataTable)
+        table.clear()
+        project = projects.get(self.db, self.project_name)
+        for c in chats.list_for(self.db, project):
+            cell = Text.assemble((c.title or "(empty)")[:40], "\n", (" | ".join(c.models), "dim"))
+            table.add_row(str(c.id), cell, key=str(c.id), height=2)
+        if self.conversation is not None:
+            try:
+                table.move_cursor(row=table.get_row_index(str(self.conversation.id)))
+            except Exception:  # the row is gone (deleted elsewhere)
+                pass
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is None:
+            return
+        if self.streaming:
+            self.notify("a reply is streaming: ctrl+x stops it first", severity="warning")
+            return
+        self.load(int(event.row_key.value))
+        self.query_one("#message", Input).focus()
+
+    def load(self, conversation_id: int) -> None:
+        """Show a stored conversation and set the model choice and system prompt to its own."""
+        try:
+            self.conversation = chats.get(self.db, conversation_id)
+        except UserError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        conv = self.conversation
+        self.query_one("#system", Input).value = conv.system
+        if self._offered(conv.models):
+            self._select(conv.models)
+        elif self.models:
+            gone = ", ".join(s for s in conv.models if s not in self.models)
+            self.notify(f"no longer available: {gone}; a new message starts a new conversation", severity="warning")
+        self._reload_shown()
+        self._show_panes(len(conv.models))
+        self.refresh_conversations()
+
+    def _reload_shown(self) -> None:
+        self.shown = [[], []]
+        self.live, self.pieces = [], []
+        if self.conversation is not None:
+            for m in chats.messages(self.db, self.conversation.id):
+                if m.role == "user":
+                    for pane in range(len(self.conversation.models)):
+                        self.shown[pane].append(("user", m.content, ""))
+                elif 0 <= m.pane < 2:
+                    rate = max(0, m.tokens - 1) / m.seconds if m.seconds else 0.0
+                    note = f"{m.tokens} tokens · {rate:.1f} tok/s" + (" · stopped" if m.stopped else "")
+                    self.shown[m.pane].append(("assistant", m.content, note))
+        self.paint()
+
+    def action_new(self) -> None:
+        if self.streaming:
+            self.notify("a reply is streaming: ctrl+x stops it first", severity="warning")
+            return
+        self.conversation = None
+        self.shown, self.live, self.pieces = [[], []], [], []
+        self.query_one("#conversations", DataTable).move_cursor(row=0)
+        self.paint()
+        self.query_one("#message", Input).focus()
+        self.status("new conversation: choose models and a system prompt, then type")
+
+    def action_conversations(self) -> None:
+        self.query_one("#conversations", DataTable).focus()
+
+    def action_side_by_side(self) -> None:
+        if self.streaming:
+            return
+        b = self.query_one("#model-b", Select)
+        if isinstance(b.value, str):
+            b.clear()
+        else:
+            a = self.query_one("#model-a", Select).value
+            others = [s for s in self.models if s != a]
+            if not others:
+                self.notify("only one model to chat with: export an expert to compare", severity="warning")
+                return
+            b.value = next((s for s in others if not s.startswith("base")), others[0])
+
+    async def action_back(self) -> None:
+        if isinstance(self.focused, Input) and self.focused.id != "message":
+            self.query_one("#message", Input).focus()
+            return
+        self.app.pop_screen()
+
+    async def on_unmount(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    # --- painting ---------------------------------------------------------------------------
+
+    def status(self, text: str) -> None:
+        self.query_one("#chat-status", Static).update(Text(text))
+
+    def paint_if_dirty(self) -> None:
+        if self.dirty:
+            self.paint()
+
+    def paint(self) -> None:
+        self.dirty = False
+        specs = self.conversation.models if self.conversation and not self.streaming else self.chosen()
+        elapsed = max(1e-6, time.monotonic() - self.started_at)
+        for pane in (0, 1):
+            spec = specs[pane] if pane < len(specs) else ""
+            head = Text(self.models.get(spec, spec) or "-", style="bold")
+            if self.streaming and pane < len(self.pieces):
+                busy = f"{self.pieces[pane]} tok" if self.pieces[pane] else "reading the prompt"
+                head.append(f"  ▸ {busy} · {elapsed:.1f}s", style="dim")
+            self.query_one(f"#head-{pane}", Static).update(head)
+            live = self.live[pane] if self.streaming and pane < len(self.live) else None
+            self.query_one(f"#text-{pane}", TextPane).update(transcript(self.shown[pane], live), follow=True)
+
+
+def transcript(shown: list[tuple[str, str, str]], live: str | None) -> Text:
+    """One pane's conversation as text: the user's turns, the model's replies and their numbers."""
+    out = Text()
+    for role, text, note in shown:
+        if role == "user":
+            out.append("you › ", style="bold cyan")
+            out.append(text.strip() + "\n")
+        else:
+            out.append((text.strip() or "(no reply)") + "\n")
+            if note:
+                out.append(note + "\n", style="dim")
+        out.append("\n")
+    if live is not None:
+        out.append(live.lstrip() or "…")
+        out.append("▌", style="bold")
+    return out
