@@ -72,8 +72,8 @@ async def test_side_by_side_stream_stop_and_reopen(db) -> None:
         [conv] = chats.list_for(db, projects.get(db, "talk"))
         msgs = chats.messages(db, conv.id)
         assert [(m.pane, m.role) for m in msgs] == [(-1, "user"), (0, "assistant"), (1, "assistant")]
-        assert msgs[1].content and msgs[1].content == msgs[2].content  # same file, greedy: same words
-        assert 0 < msgs[1].tokens <= 12 and not msgs[1].stopped
+        assert msgs[1].content and msgs[2].content and msgs[1].model == "base" and msgs[2].model == "twin:q8_0"
+        assert all(0 < m.tokens <= 12 and not m.stopped for m in msgs[1:])
         assert msgs[1].content.split()[0] in screen.query_one("#text-0").plain  # type: ignore[attr-defined]
         assert "tok/s" in str(screen.query_one("#chat-status").render())
 

@@ -240,7 +240,9 @@ def serve(ctx: Context) -> None:
                     specs = [str(s) for s in req.get("models") or ["base"]]
                     for spec in specs:
                         resolve(ctx, project, spec)
-                    conv = fresh = chats.create(ctx.db, project, specs, str(req.get("system") or ""), "")
+                    conv = fresh = chats.create(
+                        ctx.db, project, specs, str(req.get("system") or ""), " ".join(str(req["text"]).split())
+                    )
                     ctx.emit({"event": "conversation", "id": conv.id, "models": conv.models})
                 replies = talker.turn(
                     conv,

@@ -104,5 +104,18 @@ def messages(db: Database, conversation_id: int) -> list[Message]:
 
 
 def history(db: Database, conversation_id: int, pane: int) -> list[dict[str, Any]]:
-    """The turns one pane's model has seen: every user turn and that pane's own answers."""
-    return [{"role": m.role, "content": m.content} for m in messages(db, conversation_id) if m.pane in (SHARED, pane)]
+    """The turns one pane's model has seen: each user turn with that pane's own answer.
+
+    A turn whose answer is empty (stopped before the first token) is left out, so the model never
+    sees a question it did not answer or two user turns in a row.
+    """
+    out: list[dict[str, Any]] = []
+    question: str | None = None
+    for m in messages(db, conversation_id):
+        if m.pane == SHARED:
+            question = m.content
+        elif m.pane == pane and question is not None:
+            if m.content.strip():
+                out += [{"role": "user", "content": question}, {"role": "assistant", "content": m.content}]
+            question = None
+    return out
