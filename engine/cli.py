@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine import cli_data, render, runner
+from engine import cli_data, cli_eval, render, runner
 from engine.errors import UserError
 from engine.events import json_sink
 from engine.stages.context import Context
@@ -328,6 +328,7 @@ COMMANDS: dict[str, tuple[Any, bool, bool]] = {
     "examples list": (_examples_list, True, False),
     "demo": (_demo, False, True),
     **cli_data.COMMANDS,
+    **cli_eval.COMMANDS,
 }
 
 
@@ -430,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_data.add_train_parsers(groups, group)
     cli_data.add_export_parsers(groups, group)
     cli_data.add_chat_parser(groups)
+    cli_eval.add_parsers(group, seeds)
     demo = groups.add_parser("demo", help="build the demo project from the shipped seeds and corpus")
     demo.add_argument("--project", default="demo")
     demo.add_argument("--reset", action="store_true", help="delete and rebuild the demo project")

@@ -31,6 +31,7 @@ def test_wheel_ships_data_files(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "engine/_shipped/biomedicine.jsonl" in names
     assert "engine/_shipped/finance.jsonl" in names
+    assert "engine/_shipped/general_eval.jsonl" in names
     assert len([n for n in names if n.startswith("engine/_shipped/corpus/biomedicine/")]) >= 10
     assert "selfspec_tui/app.tcss" in names
     assert not [n for n in names if n.startswith("tests/")]

@@ -129,6 +129,8 @@ class GenerationRun:
         pool = RougePool()
         for s in self.seeds:
             pool.add(s.instruction, f"seed #{s.id}")
+        for s in seeds.held_out(ctx.db, self.project):  # a task too close to a reserved one would leak it
+            pool.add(s.instruction, f"held-out seed #{s.id}")
         for text in store.other_instructions(ctx.db, self.project, gen.id):
             pool.add(text, "an earlier example")
         kept = store.candidates(ctx.db, gen.id, "kept")
@@ -411,7 +413,7 @@ def _seed_pool(ctx: Context, set_name: str) -> list[Seed]:
     project = ctx.need_project()
     if set_name and seeds.get_set(ctx.db, project, set_name) is None:
         raise UserError(f"project {project.name!r} has no seed set {set_name!r}")
-    found = seeds.list_seeds(ctx.db, project, set_name=set_name)
+    found = seeds.list_seeds(ctx.db, project, set_name=set_name, held_out=False)  # reserved seeds stay unseen
     if not found:
         raise UserError(
             f"project {project.name!r} has no seed tasks: import some first (selfspec-tui seeds import FILE)"

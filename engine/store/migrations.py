@@ -309,3 +309,35 @@ def m006_chats(db: Database) -> None:
         )""",
         "CREATE INDEX chat_messages_by_conversation ON chat_messages(conversation_id, id)",
     )
+
+
+@migrations(name="m007_evals")
+def m007_evals(db: Database) -> None:
+    _run(
+        db,
+        "ALTER TABLE seeds ADD COLUMN held_out INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE evals (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            status TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'interrupted', 'failed', 'done')),
+            config_key TEXT NOT NULL,
+            config TEXT NOT NULL DEFAULT '{}',
+            fingerprints TEXT NOT NULL DEFAULT '{}',
+            results TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX evals_by_project ON evals(project_id, id)",
+        """CREATE TABLE eval_items (
+            eval_id INTEGER NOT NULL REFERENCES evals(id) ON DELETE CASCADE,
+            dataset TEXT NOT NULL,
+            model TEXT NOT NULL,
+            item_key TEXT NOT NULL,
+            gold TEXT NOT NULL,
+            prediction TEXT NOT NULL,
+            score REAL NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (eval_id, dataset, model, item_key)
+        )""",
+    )

@@ -38,6 +38,7 @@ class Seed:
     output: str
     task_type: str
     set_name: str = ""
+    held_out: int = 0
 
 
 @dataclass(frozen=True)

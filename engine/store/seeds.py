@@ -10,7 +10,7 @@ from sqlite_utils import Database
 
 from engine.errors import UserError, ValidationError
 from engine.schema import SeedDraft, check_seed
-from engine.store.db import now
+from engine.store.db import now, write_txn
 from engine.store.records import Project, Seed, SeedSet, from_row
 
 
@@ -69,9 +69,20 @@ def import_drafts(
     return result, added, skipped
 
 
-def list_seeds(db: Database, project: Project, text: str = "", task_type: str = "", set_name: str = "") -> list[Seed]:
+def list_seeds(
+    db: Database,
+    project: Project,
+    text: str = "",
+    task_type: str = "",
+    set_name: str = "",
+    held_out: bool | None = None,
+) -> list[Seed]:
+    """Seeds matching the filters; held_out=False leaves out those reserved for evaluation."""
     sql = "SELECT seeds.*, s.name AS set_name FROM seeds JOIN seed_sets s ON s.id = seeds.set_id WHERE s.project_id = ?"
     args: list[Any] = [project.id]
+    if held_out is not None:
+        sql += " AND seeds.held_out = ?"
+        args.append(int(held_out))
     if text:
         sql += " AND (seeds.instruction LIKE ? OR seeds.input LIKE ? OR seeds.output LIKE ?)"
         args += [f"%{text}%"] * 3
@@ -83,6 +94,21 @@ def list_seeds(db: Database, project: Project, text: str = "", task_type: str = 
         args.append(set_name)
     sql += " ORDER BY s.name, seeds.id"
     return [_seed(r) for r in db.query(sql, args)]
+
+
+def held_out(db: Database, project: Project) -> list[Seed]:
+    return sorted(list_seeds(db, project, held_out=True), key=lambda s: s.id)
+
+
+def set_held_out(db: Database, project: Project, seed_ids: set[int]) -> None:
+    """Exactly these seeds are held out for evaluation (all others go back to generation)."""
+    with write_txn(db):
+        db.execute(
+            "UPDATE seeds SET held_out = 0 WHERE set_id IN (SELECT id FROM seed_sets WHERE project_id = ?)",
+            [project.id],
+        )
+        for sid in sorted(seed_ids):
+            db.execute("UPDATE seeds SET held_out = 1 WHERE id = ?", [sid])
 
 
 def task_types(db: Database, project: Project) -> list[tuple[str, int]]:

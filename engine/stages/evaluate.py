@@ -1,0 +1,284 @@
+"""Evaluate: does the expert beat its base? Per dataset, with intervals, baselines and an off-domain check.
+
+Models are named like chat's (`base`, `NAME:q8_0`, `base+NAME`: GGUF through llama.cpp) or
+`hf:base` / `hf:NAME` (transformers: the base model, or the expert's merged folder from export).
+Every item's score is stored as soon as it is computed, so a cancelled or killed evaluation
+resumes where it stopped; the same settings continue the same evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+from engine.stages import chat, eval_data, models, scoring
+from engine.stages.context import Context, Interrupted
+from engine.stages.eval_data import EvalItem, EvalSet
+from engine.store import adapters, evals
+from engine.store.records import Project
+
+FLUSH_EVERY = 8
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    spec: str
+    kind: str  # gguf | hf | hf-gguf
+    path: Path
+    lora: Path | None
+
+
+def quick_fingerprint(path: Path) -> str:
+    """sha256 of a file's size, first and last 4 MiB (a folder: of its files' fingerprints)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}".encode())
+        with f.open("rb") as fh:
+            h.update(fh.read(4 << 20))
+            if size > 8 << 20:
+                fh.seek(-(4 << 20), 2)
+                h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+def resolve_model(ctx: Context, project: Project, spec: str) -> ModelRef:
+    if spec.startswith("hf:"):
+        name = spec[3:]
+        if name == "base":
+            kind, path, _ = models.resolve(ctx.db, project.base_model)
+            if kind not in ("gguf", "hf"):
+                raise UserError(f"the base model {project.base_model!r} cannot be loaded by transformers")
+            return ModelRef(spec, "hf-gguf" if kind == "gguf" else "hf", path, None)
+        adapters.by_name(ctx.db, project, name)  # a clear error for an unknown expert
+        merged = ctx.workdir / "exports" / name / "merged"
+        if not (merged / "config.json").exists():
+            raise UserError(f"{spec}: no merged model for {name!r} yet: export it first (selfspec-tui export)")
+        return ModelRef(spec, "hf", merged, None)
+    choice = chat.resolve(ctx, project, spec)
+    return ModelRef(choice.spec, "gguf", choice.path, choice.lora)
+
+
+def default_models(ctx: Context, project: Project) -> list[str]:
+    """The base and the current expert: GGUF files when exported, else transformers."""
+    current = adapters.current(ctx.db, project)
+    if current is None:
+        raise UserError(f"{project.name} has no trained expert yet: train one first (selfspec-tui train)")
+    offered = [c.spec for c in chat.available(ctx, project)]
+    expert = next((s for s in offered if s.startswith(f"{current.name}:")), None)
+    if expert and "base" in offered:
+        return ["base", expert]
+    return ["hf:base", f"hf:{current.name}"]
+
+
+def prompt_for(item: EvalItem, demos: list[EvalItem]) -> str:
+    """Alpaca blocks, as generation and training use: the demonstrations answered, then the item."""
+    from engine.backends.trainer import alpaca_prompt
+
+    text = "".join(alpaca_prompt(d.instruction, d.input) + d.output.strip() + "\n\n" for d in demos)
+    return text + alpaca_prompt(item.instruction, item.input)
+
+
+def score_item(scorer: Any, ev: EvalSet, item: EvalItem, prompt: str, max_tokens: int) -> evals.ItemScore:
+    if ev.classification:
+        labels = list(item.labels)
+        lps = scorer.label_logprobs(prompt, labels)
+        pred = labels[max(range(len(labels)), key=lambda i: lps[i])]
+        detail: dict[str, Any] = {"logprobs": {label: round(lp, 4) for label, lp in zip(labels, lps)}}
+        return evals.ItemScore(ev.name, scorer.name, item.key, item.output, pred, float(pred == item.output), detail)
+    out = scorer.generate(prompt, max_tokens)
+    detail = {"exact_match": scoring.exact_match(out, item.output)}
+    return evals.ItemScore(ev.name, scorer.name, item.key, item.output, out, scoring.rouge_l(out, item.output), detail)
+
+
+def run_eval(
+    ctx: Context,
+    sets: list[EvalSet],
+    specs: list[str],
+    shots: int = 0,
+    max_tokens: int = 128,
+    new: bool = False,
+) -> dict[str, Any]:
+    from engine.backends.scorer import open_scorer
+
+    project = ctx.need_project()
+    if not sets:
+        raise UserError(
+            "nothing to evaluate: pass --data FILE, hold out seeds (seeds hold-out), or keep the off-domain set"
+        )
+    if len({s.name for s in sets}) != len(sets):
+        raise UserError("two evaluation sets have the same name; rename a file")
+    refs = [resolve_model(ctx, project, s) for s in specs]
+    pool = eval_data.few_shot_pool(ctx.db, project, sets) if shots else []
+    if shots and not pool:
+        raise UserError(f"{shots}-shot needs approved training examples as demonstrations; {project.name} has none")
+    config = {
+        "datasets": [[s.name, s.fingerprint, len(s.items)] for s in sets],
+        "models": specs,
+        "shots": shots,
+        "max_tokens": max_tokens,
+    }
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    ev = None if new else evals.unfinished(ctx.db, project, key)
+    if ev is None:
+        current = adapters.current(ctx.db, project)
+        fingerprints = {
+            "models": {
+                r.spec: quick_fingerprint(r.path) + (f"+{quick_fingerprint(r.lora)}" if r.lora else "") for r in refs
+            },
+            "data": {s.name: s.fingerprint for s in sets},
+            "adapter": {"name": current.name, "data": current.fingerprint} if current else {},
+        }
+        ev = evals.create(ctx.db, project, key, config, fingerprints)
+        ctx.log(f"evaluation {ev.id}: {len(specs)} model(s) on {len(sets)} set(s), {shots}-shot")
+    else:
+        evals.set_status(ctx.db, ev.id, "running")
+        ctx.log(f"resuming evaluation {ev.id}")
+    total = len(refs) * sum(len(s.items) for s in sets)
+    todo = {
+        (r.spec, s.name): [i for i in s.items if i.key not in evals.done_keys(ctx.db, ev.id, s.name, r.spec)]
+        for r in refs
+        for s in sets
+    }
+    progress = ctx.progress("eval", total, "items", done=total - sum(len(v) for v in todo.values()))
+    try:
+        for ref in refs:
+            if not any(todo[(ref.spec, s.name)] for s in sets):
+                continue
+            ctx.log(f"scoring with {ref.spec} ({ref.kind}) ...")
+            scorer = open_scorer(ref.spec, ref.kind, ref.path, ref.lora, ctx.threads)
+            try:
+                for s in sets:
+                    batch: list[evals.ItemScore] = []
+                    for item in todo[(ref.spec, s.name)]:
+                        ctx.check_stop()
+                        demos = eval_data.demonstrations(pool, item, shots)
+                        batch.append(score_item(scorer, s, item, prompt_for(item, demos), max_tokens))
+                        progress.advance()
+                        if len(batch) >= FLUSH_EVERY:
+                            evals.record(ctx.db, ev.id, batch)
+                            batch = []
+                    evals.record(ctx.db, ev.id, batch)
+            finally:
+                scorer.close()
+    except Interrupted:
+        evals.set_status(ctx.db, ev.id, "interrupted")
+        raise
+    except BaseException:
+        evals.set_status(ctx.db, ev.id, "failed")
+        raise
+    progress.advance(0, force=True)
+    results = summarize(sets, specs, evals.scores(ctx.db, ev.id))
+    results["eval_id"] = ev.id
+    evals.set_status(ctx.db, ev.id, "done", results)
+    return results
+
+
+def summarize(sets: list[EvalSet], specs: list[str], stored: list[evals.ItemScore]) -> dict[str, Any]:
+    """Per dataset and model: scores with 95% bootstrap intervals, baselines, and expert − base."""
+    by: dict[tuple[str, str], dict[str, evals.ItemScore]] = {}
+    for s in stored:
+        by.setdefault((s.dataset, s.model), {})[s.item_key] = s
+    rows = []
+    for ev in sets:
+        keys = [i.key for i in ev.items]
+        gold = [i.output for i in ev.items]
+        entry: dict[str, Any] = {
+            "dataset": ev.name,
+            "n": len(keys),
+            "kind": "classification" if ev.classification else "free-form",
+            "off_domain": ev.off_domain,
+            "models": {},
+        }
+        per_item: dict[str, list[float]] = {}
+        preds: dict[str, list[str]] = {}
+        for spec in specs:
+            got = by.get((ev.name, spec), {})
+            if len(got) < len(keys):
+                continue
+            items = [got[k] for k in keys]
+            preds[spec] = [x.prediction for x in items]
+            per_item[spec] = [x.score for x in items]
+            if ev.classification:
+                labels = list(ev.labels)
+                entry["models"][spec] = {
+                    "accuracy": scoring.accuracy(gold, preds[spec]),
+                    "accuracy_ci": scoring.bootstrap_mean(per_item[spec]),
+                    "macro_f1": scoring.macro_f1(gold, preds[spec], labels),
+                    "macro_f1_ci": scoring.bootstrap_macro_f1(gold, preds[spec], labels),
+                    "predicted": dict(Counter(preds[spec])),
+                }
+            else:
+                exact = [float(x.detail.get("exact_match", 0.0)) for x in items]
+                entry["models"][spec] = {
+                    "rouge_l": sum(per_item[spec]) / len(items) if items else 0.0,
+                    "rouge_l_ci": scoring.bootstrap_mean(per_item[spec]),
+                    "exact_match": sum(exact) / len(items) if items else 0.0,
+                }
+        if ev.classification:
+            entry["labels"] = list(ev.labels)
+            entry["gold"] = dict(Counter(gold))
+            entry["baselines"] = scoring.baselines(gold, list(ev.labels))
+        if len(specs) >= 2 and specs[0] in per_item and specs[1] in per_item:
+            a, b = specs[0], specs[1]
+            if ev.classification:
+                entry["difference"] = {
+                    "accuracy": scoring.paired_difference(per_item[a], per_item[b]),
+                    "macro_f1": scoring.paired_macro_f1_difference(gold, preds[a], preds[b], list(ev.labels)),
+                }
+            else:
+                entry["difference"] = {"rouge_l": scoring.paired_difference(per_item[a], per_item[b])}
+        rows.append(entry)
+    out: dict[str, Any] = {"models": specs, "datasets": rows}
+    for flag, name in ((False, "domain"), (True, "off_domain")):
+        diffs = [main_difference(r) for r in rows if r["off_domain"] == flag and "difference" in r]
+        if diffs:
+            out[f"{name}_mean_difference"] = sum(diffs) / len(diffs)
+    return out
+
+
+def main_metric(entry: dict[str, Any]) -> str:
+    return "macro_f1" if entry["kind"] == "classification" else "rouge_l"
+
+
+def main_difference(entry: dict[str, Any]) -> float:
+    return float(entry["difference"][main_metric(entry)][0])
+
+
+def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The evaluation as a printable table: one row per dataset and metric."""
+    specs = results["models"]
+    header = ["dataset", "n", "metric", *specs]
+    if len(specs) >= 2:
+        header.append(f"{specs[1]} − {specs[0]}")
+    header += ["majority", "chance"]
+    rows = []
+    for entry in results["datasets"]:
+        metrics = ["accuracy", "macro_f1"] if entry["kind"] == "classification" else ["rouge_l", "exact_match"]
+        for metric in metrics:
+            row = [entry["dataset"] + (" [off-domain]" if entry["off_domain"] else ""), str(entry["n"]), metric]
+            for spec in specs:
+                m = entry["models"].get(spec)
+                if m is None:
+                    row.append("-")
+                    continue
+                ci = m.get(f"{metric}_ci")
+                row.append(f"{m[metric]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
+            if len(specs) >= 2:
+                d = entry.get("difference", {}).get(metric)
+                row.append(f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]" if d else "-")
+            b = entry.get("baselines", {})
+            key = "accuracy" if metric == "accuracy" else "macro_f1"
+            row += (
+                [f"{b[f'majority_{key}']:.3f}", f"{b[f'chance_{key}']:.3f}"]
+                if b and metric in ("accuracy", "macro_f1")
+                else ["-", "-"]
+            )
+            rows.append(row)
+    return header, rows
