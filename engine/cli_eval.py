@@ -41,7 +41,7 @@ def _write_json(path: str, results: dict[str, Any]) -> str:
 
 
 def _show(ctx: Context, results: dict[str, Any], json_out: str | None) -> dict[str, Any]:
-    from engine.stages.evaluate import table_rows
+    from engine.eval_report import table_rows
 
     header, rows = table_rows(results)
     ctx.result({"view": "table", "header": header, "rows": rows, "empty": "no results"})

@@ -6,9 +6,10 @@ import random
 
 import pytest
 
+from engine.eval_report import table_rows
 from engine.stages import scoring
 from engine.stages.eval_data import EvalItem, EvalSet
-from engine.stages.evaluate import score_item, summarize, table_rows
+from engine.stages.evaluate import score_item, summarize
 
 GOLD = ["yes", "yes", "no", "maybe"]
 PRED = ["yes", "no", "no", "no"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.eval_report import main_difference
 from engine.stages import chat, eval_data, models, scoring
 from engine.stages.context import Context, Interrupted
 from engine.stages.eval_data import EvalItem, EvalSet
@@ -67,7 +68,9 @@ def resolve_model(ctx: Context, project: Project, spec: str) -> ModelRef:
 
 def default_models(ctx: Context, project: Project) -> list[str]:
     """The base and the current expert: GGUF files when exported, else transformers."""
-    current = adapters.current(ctx.db, project)
+    current = adapters.current(ctx.db, project) or next(
+        (a for a in reversed(adapters.list_for(ctx.db, project)) if a.status == "done"), None
+    )
     if current is None:
         raise UserError(f"{project.name} has no trained expert yet: train one first (selfspec-tui train)")
     offered = [c.spec for c in chat.available(ctx, project)]
@@ -241,44 +244,3 @@ def summarize(sets: list[EvalSet], specs: list[str], stored: list[evals.ItemScor
         if diffs:
             out[f"{name}_mean_difference"] = sum(diffs) / len(diffs)
     return out
-
-
-def main_metric(entry: dict[str, Any]) -> str:
-    return "macro_f1" if entry["kind"] == "classification" else "rouge_l"
-
-
-def main_difference(entry: dict[str, Any]) -> float:
-    return float(entry["difference"][main_metric(entry)][0])
-
-
-def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The evaluation as a printable table: one row per dataset and metric."""
-    specs = results["models"]
-    header = ["dataset", "n", "metric", *specs]
-    if len(specs) >= 2:
-        header.append(f"{specs[1]} − {specs[0]}")
-    header += ["majority", "chance"]
-    rows = []
-    for entry in results["datasets"]:
-        metrics = ["accuracy", "macro_f1"] if entry["kind"] == "classification" else ["rouge_l", "exact_match"]
-        for metric in metrics:
-            row = [entry["dataset"] + (" [off-domain]" if entry["off_domain"] else ""), str(entry["n"]), metric]
-            for spec in specs:
-                m = entry["models"].get(spec)
-                if m is None:
-                    row.append("-")
-                    continue
-                ci = m.get(f"{metric}_ci")
-                row.append(f"{m[metric]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
-            if len(specs) >= 2:
-                d = entry.get("difference", {}).get(metric)
-                row.append(f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]" if d else "-")
-            b = entry.get("baselines", {})
-            key = "accuracy" if metric == "accuracy" else "macro_f1"
-            row += (
-                [f"{b[f'majority_{key}']:.3f}", f"{b[f'chance_{key}']:.3f}"]
-                if b and metric in ("accuracy", "macro_f1")
-                else ["-", "-"]
-            )
-            rows.append(row)
-    return header, rows

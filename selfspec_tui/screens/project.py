@@ -18,6 +18,7 @@ class ProjectScreen(Screen[None]):
         Binding("v", "review", "Review"),
         Binding("t", "train", "Train"),
         Binding("h", "chat", "Chat"),
+        Binding("e", "evaluate", "Evaluate"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape,b", "app.pop_screen", "Back"),
     ]
@@ -89,3 +90,8 @@ class ProjectScreen(Screen[None]):
         from selfspec_tui.screens.chat import ChatScreen
 
         self.app.push_screen(ChatScreen(self.project_name))
+
+    def action_evaluate(self) -> None:
+        from selfspec_tui.screens.evaluate import EvaluateScreen
+
+        self.app.push_screen(EvaluateScreen(self.project_name))
