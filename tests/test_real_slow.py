@@ -69,10 +69,16 @@ def test_demo_headless_end_to_end_and_rerun(home: Path) -> None:
     assert first.stdout.split("base_answer:")[1].split("\n")[0].strip()
     assert first.stdout.split("expert_answer:")[1].split("\n")[0].strip()
     assert "cardiovascular.md" in first.stdout.split("top_passage:")[1]
+    # it ends with the evaluation: held-out seeds and the off-domain set, base vs the Q8_0 expert
+    assert "held out 14 seeds for the evaluation; 56 remain for generation" in first.stderr
+    table = first.stdout.split("demo-expert:q8_0 − base")[1]
+    assert "held-out seeds" in table and "general (off-domain) [off-domain]" in table and "macro_f1" in table
+    assert "evaluation: 1" in first.stdout and "off_domain_difference:" in first.stdout
     assert "Traceback" not in first.stderr
     again = subprocess.run([exe, "demo"], capture_output=True, text=True, env=real_env(), timeout=900)
     assert again.returncode == 0
     assert "(0 new)" in again.stderr and "adapter 'demo-expert' is already trained" in again.stderr
+    assert "evaluation 1 already scored these models" in again.stderr and "evaluation: 1" in again.stdout
     search = subprocess.run(
         [exe, "corpus", "search", "What is the first-line treatment for anaphylaxis?", "--project", "demo", "-k", "2"],
         capture_output=True,

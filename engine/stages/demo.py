@@ -24,6 +24,8 @@ DEMO_QUERY = "How do ACE inhibitors lower blood pressure?"
 DEMO_SEED = 2026
 DEMO_ADAPTER = "demo-expert"
 DEMO_QUESTION = "How do ACE inhibitors lower blood pressure?"
+DEMO_HOLD_OUT = 0.2
+DEMO_EVAL_TOKENS = 64
 
 
 def run_demo(
@@ -42,6 +44,11 @@ def run_demo(
     drafts = read_seed_file(shipped / "biomedicine.jsonl")
     the_set, added, _ = seeds.import_drafts(ctx.db, project, "biomedicine", drafts, "shipped")
     ctx.log(f"seed set 'biomedicine': {the_set.count} tasks ({added} new)")
+    if generation.latest(ctx.db, project) is None and not seeds.held_out(ctx.db, project):
+        from engine.stages.eval_data import reserve_seeds
+
+        held = reserve_seeds(ctx.db, project, DEMO_HOLD_OUT)  # before any prompt has seen them
+        ctx.log(f"held out {held['held_out']} seeds for the evaluation; {held['for_generation']} remain for generation")
     ctx.check_stop()
 
     corpus = import_corpus(ctx, [shipped / "corpus" / "biomedicine"])
@@ -53,6 +60,8 @@ def run_demo(
     expert = _train(ctx, train_epochs) if train_epochs > 0 and made else None
     ctx.check_stop()
     exported = _export(ctx, expert) if expert else {}
+    ctx.check_stop()
+    evaluated = _evaluate(ctx, expert) if expert else {}
     counts = projects.summary(ctx.db, project)
     return {
         "project": name,
@@ -71,6 +80,7 @@ def run_demo(
         "train_loss": _round(expert.metrics.get("final_loss")) if expert else "none",
         "val_loss": _round(expert.metrics.get("val_loss")) if expert else "none",
         **exported,
+        **evaluated,
         "problems": corpus.get("problems", []),
     }
 
@@ -125,6 +135,24 @@ def _export(ctx: Context, expert: Adapter) -> dict[str, Any]:
         "base_answer": clip(base, 200),
         "expert_answer": clip(tuned, 200),
     }
+
+
+def _evaluate(ctx: Context, expert: Adapter) -> dict[str, Any]:
+    """Base vs the Q8_0 expert on the held-out seeds and the off-domain set; the table is printed."""
+    from engine.eval_report import table_rows
+    from engine.stages import eval_data
+    from engine.stages.evaluate import run_eval
+
+    project = ctx.need_project()
+    sets = [*eval_data.held_out_seed_sets(ctx.db, project), eval_data.general_set()]
+    results = run_eval(ctx, sets, ["base", f"{expert.name}:q8_0"], 0, DEMO_EVAL_TOKENS)
+    header, rows = table_rows(results)
+    ctx.result({"view": "table", "header": header, "rows": rows, "empty": "no results"})
+    out = {"evaluation": results["eval_id"]}
+    for key in ("domain_mean_difference", "off_domain_mean_difference"):
+        if key in results:
+            out[key.replace("_mean", "")] = f"{results[key]:+.3f}"
+    return out
 
 
 def _round(value: Any) -> Any:

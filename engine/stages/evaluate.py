@@ -127,14 +127,21 @@ def run_eval(
         "shots": shots,
         "max_tokens": max_tokens,
     }
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    model_prints = {
+        r.spec: quick_fingerprint(r.path) + (f"+{quick_fingerprint(r.lora)}" if r.lora else "") for r in refs
+    }
+    # the same settings on the same files continue (or reuse) the same evaluation
+    key = hashlib.sha256(json.dumps([config, model_prints], sort_keys=True).encode()).hexdigest()[:16]
+    if not new:
+        finished = evals.finished(ctx.db, project, key)
+        if finished is not None:
+            ctx.log(f"evaluation {finished.id} already scored these models on these sets (--new to score again)")
+            return {**finished.results, "eval_id": finished.id}
     ev = None if new else evals.unfinished(ctx.db, project, key)
     if ev is None:
         current = adapters.current(ctx.db, project)
         fingerprints = {
-            "models": {
-                r.spec: quick_fingerprint(r.path) + (f"+{quick_fingerprint(r.lora)}" if r.lora else "") for r in refs
-            },
+            "models": model_prints,
             "data": {s.name: s.fingerprint for s in sets},
             "adapter": {"name": current.name, "data": current.fingerprint} if current else {},
         }

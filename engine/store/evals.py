@@ -65,14 +65,25 @@ def list_for(db: Database, project: Project) -> list[Eval]:
     return [from_row(Eval, r, _JSON) for r in rows]
 
 
-def unfinished(db: Database, project: Project, config_key: str) -> Eval | None:
+def _latest(db: Database, project: Project, config_key: str, done: bool) -> Eval | None:
     rows = list(
         db.query(
-            "SELECT * FROM evals WHERE project_id = ? AND config_key = ? AND status != 'done' ORDER BY id DESC LIMIT 1",
-            [project.id, config_key],
+            "SELECT * FROM evals WHERE project_id = ? AND config_key = ? AND (status = 'done') = ?"
+            " ORDER BY id DESC LIMIT 1",
+            [project.id, config_key, int(done)],
         )
     )
     return from_row(Eval, rows[0], _JSON) if rows else None
+
+
+def unfinished(db: Database, project: Project, config_key: str) -> Eval | None:
+    """The newest evaluation with these settings that has not finished (to resume)."""
+    return _latest(db, project, config_key, False)
+
+
+def finished(db: Database, project: Project, config_key: str) -> Eval | None:
+    """The newest finished evaluation with these settings (its results can be reused)."""
+    return _latest(db, project, config_key, True)
 
 
 def set_status(db: Database, eval_id: int, status: str, results: dict[str, Any] | None = None) -> None:
