@@ -206,7 +206,7 @@ def test_eval_cli_table_json_and_kill_9_resume(db, tmp_path) -> None:
     assert sum(pub["models"]["base"]["predicted"].values()) == 16
     done = evals.get(db, ev.id)
     assert done.status == "done" and done.fingerprints["data"]["pubmedqa"] and done.fingerprints["models"]["base"]
-    assert done.fingerprints["adapter"]["name"] == "twin"
+    assert done.fingerprints["adapters"]["twin"]["training_data"] == "f" * 12
     shown = run_engine("eval", "show", str(ev.id), "--project", "talk")
     assert shown.returncode == 0 and "pubmedqa" in shown.stdout
     listed = run_engine("eval", "list", "--project", "talk")

@@ -99,6 +99,19 @@ def test_label_polarity_through_the_item_scorer() -> None:
     assert s.score == pytest.approx(5 / 6) and s.detail["exact_match"] == 0.0
 
 
+def test_model_specs_name_their_expert() -> None:
+    from engine.stages.evaluate import adapter_of
+
+    assert [adapter_of(s) for s in ("base", "hf:base", "v2", "v2:q4_k_m", "base+v2", "hf:v2")] == [
+        None,
+        None,
+        "v2",
+        "v2",
+        "v2",
+        "v2",
+    ]
+
+
 def test_summary_table_compares_base_and_expert() -> None:
     ev = _set()
     stored = [score_item(Leaning("base", "no"), ev, i, "p", 8) for i in ev.items]

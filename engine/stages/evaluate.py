@@ -66,6 +66,13 @@ def resolve_model(ctx: Context, project: Project, spec: str) -> ModelRef:
     return ModelRef(choice.spec, "gguf", choice.path, choice.lora)
 
 
+def adapter_of(spec: str) -> str | None:
+    """The expert a model spec names (None for the base)."""
+    name = spec[3:] if spec.startswith("hf:") else spec.split("+", 1)[1] if spec.startswith("base+") else spec
+    name = name.split(":", 1)[0]
+    return None if name == "base" else name
+
+
 def default_models(ctx: Context, project: Project) -> list[str]:
     """The base and the current expert: GGUF files when exported, else transformers."""
     current = adapters.current(ctx.db, project) or next(
@@ -139,11 +146,13 @@ def run_eval(
             return {**finished.results, "eval_id": finished.id}
     ev = None if new else evals.unfinished(ctx.db, project, key)
     if ev is None:
-        current = adapters.current(ctx.db, project)
+        experts = [adapters.by_name(ctx.db, project, n) for n in dict.fromkeys(filter(None, map(adapter_of, specs)))]
         fingerprints = {
             "models": model_prints,
             "data": {s.name: s.fingerprint for s in sets},
-            "adapter": {"name": current.name, "data": current.fingerprint} if current else {},
+            "adapters": {
+                a.name: {"training_data": a.fingerprint, "config": a.config.get("train", {})} for a in experts
+            },
         }
         ev = evals.create(ctx.db, project, key, config, fingerprints)
         ctx.log(f"evaluation {ev.id}: {len(specs)} model(s) on {len(sets)} set(s), {shots}-shot")
