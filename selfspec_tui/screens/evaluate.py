@@ -94,6 +94,7 @@ class EvaluateScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#evals", DataTable).add_columns("eval", "status", "models", "domain Δ", "off-domain Δ")
         self.refresh_evals(show_newest=True)
+        self.query_one("#evals", DataTable).focus()  # keys first; shift+tab walks back into the form
 
     def refresh_evals(self, show_newest: bool = False) -> None:
         project = projects.get(self.db, self.project_name)
