@@ -170,6 +170,19 @@ def test_tiny_model_merge_gguf_quantize_load_and_chat(db, smol_tiny):
         llm.close()
     again = run_engine("export", "--project", "tiny", "--quant", "q8_0,q4_k_m", timeout=600)
     assert again.returncode == 0 and "merging" not in again.stderr and "converting" not in again.stderr
+    # the merged model through transformers and its f16 GGUF through llama.cpp score alike
+    scored = run_engine(
+        "eval", "run", "--project", "tiny", "--model", "hf:expert-1", "--model", "expert-1:f16",
+        "--no-seeds", "--limit", "8", timeout=600,
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    from engine.store import evals
+
+    [ev] = evals.list_for(db, projects.get(db, "tiny"))
+    by_item: dict[str, dict[str, str]] = {}
+    for s in evals.scores(db, ev.id):
+        by_item.setdefault(s.item_key, {})[s.model] = s.prediction
+    assert len(by_item) == 8 and sum(v["hf:expert-1"] == v["expert-1:f16"] for v in by_item.values()) >= 7
     # chat from the terminal with two exports side by side; the conversation is stored and listed
     chat = subprocess.run(
         [
