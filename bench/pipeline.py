@@ -93,7 +93,8 @@ def main() -> None:
     print(outputs["evaluate"])
     results = json.loads(eval_json.read_text())
     if a.json:
-        Path(a.json).write_text(json.dumps({"timings_s": timings, "examples": a.examples, "results": results}, indent=2))
+        report = {"timings_s": timings, "examples": a.examples, "results": results}
+        Path(a.json).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
