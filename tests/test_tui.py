@@ -61,6 +61,8 @@ async def test_seeds_browse_filter_add_edit_delete(db, project) -> None:
     from engine.stages.seeds_io import read_seed_file
 
     seeds.import_drafts(db, project, "biomedicine", read_seed_file(paths.shipped_dir() / "biomedicine.jsonl"))
+    held = seeds.list_seeds(db, project)[0]
+    seeds.set_held_out(db, project, {held.id})
     app = SelfSpecApp(project="test")
     async with app.run_test(size=(140, 45)) as pilot:
         await pilot.press("s")
@@ -68,7 +70,8 @@ async def test_seeds_browse_filter_add_edit_delete(db, project) -> None:
         assert isinstance(screen, SeedsScreen)
         table = screen.query_one(DataTable)
         total = table.row_count
-        assert total >= 60
+        assert total >= 60 and "1 held out for evaluation" in str(screen.query_one("#title").render())
+        assert table.get_row(str(held.id))[-1] == "held out (eval)"
         await pilot.press("slash", *"metformin")
         await pilot.pause()
         assert 0 < table.row_count < total

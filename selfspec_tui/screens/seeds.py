@@ -47,7 +47,7 @@ class SeedsScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("id", "set", "task type", "instruction")
+        self.query_one(DataTable).add_columns("id", "set", "task type", "instruction", "use")
         self.refresh_rows()
         self.query_one(DataTable).focus()
 
@@ -66,12 +66,16 @@ class SeedsScreen(Screen[None]):
         self._rows = {}
         for s in found:
             self._rows[str(s.id)] = s
-            table.add_row(str(s.id), s.set_name, s.task_type, " ".join(s.instruction.split())[:90], key=str(s.id))
+            use = "held out (eval)" if s.held_out else "generation"
+            table.add_row(str(s.id), s.set_name, s.task_type, " ".join(s.instruction.split())[:90], use, key=str(s.id))
         if keep is not None and str(keep.id) in self._rows:
             table.move_cursor(row=table.get_row_index(str(keep.id)))
         types = ", ".join(f"{t} {n}" for t, n in seeds.task_types(db, self.project))
+        held = sum(1 for x in found if x.held_out)
         self.query_one("#title", Static).update(
-            f"Seeds of {self.project_name}: {len(found)} shown" + (f"   [{types}]" if types else "")
+            f"Seeds of {self.project_name}: {len(found)} shown"
+            + (f", {held} held out for evaluation" if held else "")
+            + (f"   [{types}]" if types else "")
         )
         self._show_detail()
 
