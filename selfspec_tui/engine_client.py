@@ -48,6 +48,7 @@ class EngineRun:
         self.argv = engine_argv(*args)
         self.proc: asyncio.subprocess.Process | None = None
         self._stderr: list[str] = []
+        self.cancelled = False
 
     async def run(self, on_event: OnEvent) -> RunOutcome:
         self.proc = await asyncio.create_subprocess_exec(
@@ -71,6 +72,9 @@ class EngineRun:
                 await maybe
         code = await self.proc.wait()
         await drain
+        if last is None and self.cancelled and code != 0:
+            # cancelled before the child could answer (e.g. still importing): the work it stored is kept
+            last = {"event": "interrupted", "early": True}
         return RunOutcome(code, last, self._stderr[-STDERR_TAIL:])
 
     async def _drain_stderr(self) -> None:
@@ -81,6 +85,7 @@ class EngineRun:
 
     def cancel(self) -> None:
         if self.proc and self.proc.returncode is None:
+            self.cancelled = True
             self.proc.send_signal(signal.SIGTERM)
 
 

@@ -196,6 +196,7 @@ class GenerateScreen(Screen[None]):
         progress = self.query_one(RunProgress)
         progress.begin("generating")
         self.query_one("#items", RichLog).clear()
+        self.query_one("#counters", Static).update("starting ...")  # not the last run's figures
         self._run = EngineRun(*args)
         try:
             outcome = await self._run.run(self.on_engine_event)
