@@ -23,6 +23,29 @@ def engine_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "engine", "--format", "json", *args]
 
 
+async def next_event(stream: asyncio.StreamReader | None, what: str) -> Event:
+    """The next JSON object line from a child's stdout (stray library output is skipped)."""
+    assert stream is not None
+    while True:
+        raw = await stream.readline()
+        if not raw:
+            return {"event": "eof", "error": f"the {what} process exited"}
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            return event
+
+
+async def keep_tail(stream: asyncio.StreamReader | None, tail: list[str]) -> None:
+    """Read a child's stderr to the end, keeping its last lines for error messages."""
+    assert stream is not None
+    async for raw in stream:
+        tail.append(raw.decode("utf-8", "replace").rstrip())
+        del tail[:-STDERR_TAIL]
+
+
 @dataclass
 class RunOutcome:
     code: int
@@ -57,7 +80,7 @@ class EngineRun:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        drain = asyncio.create_task(self._drain_stderr())
+        drain = asyncio.create_task(keep_tail(self.proc.stderr, self._stderr))
         last: Event | None = None
         assert self.proc.stdout is not None
         async for raw in self.proc.stdout:
@@ -76,12 +99,6 @@ class EngineRun:
             # cancelled before the child could answer (e.g. still importing): the work it stored is kept
             last = {"event": "interrupted", "early": True}
         return RunOutcome(code, last, self._stderr[-STDERR_TAIL:])
-
-    async def _drain_stderr(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        async for raw in self.proc.stderr:
-            self._stderr.append(raw.decode("utf-8", "replace").rstrip())
-            del self._stderr[:-STDERR_TAIL]
 
     def cancel(self) -> None:
         if self.proc and self.proc.returncode is None:
@@ -112,15 +129,8 @@ class SearchSession:
                 raise RuntimeError(event.get("error", "search engine did not start"))
 
     async def _next_event(self) -> Event:
-        assert self.proc is not None and self.proc.stdout is not None
-        while True:
-            raw = await self.proc.stdout.readline()
-            if not raw:
-                return {"event": "eof", "error": "the search process exited"}
-            try:
-                return dict(json.loads(raw))
-            except ValueError:
-                continue
+        assert self.proc is not None
+        return await next_event(self.proc.stdout, "search")
 
     async def query(self, text: str, k: int = 5) -> list[Event]:
         """Top passages for `text`; raises RuntimeError with the engine's message on failure."""
@@ -171,7 +181,7 @@ class ChatSession:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        asyncio.create_task(self._drain_stderr())
+        asyncio.create_task(keep_tail(self.proc.stderr, self._stderr))
         while True:
             event = await self._next_event()
             if event.get("event") == "ready":
@@ -181,24 +191,9 @@ class ChatSession:
                 tail = " | ".join(self._stderr[-2:])
                 raise RuntimeError(str(event.get("error") or tail or "the chat engine did not start"))
 
-    async def _drain_stderr(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        async for raw in self.proc.stderr:
-            self._stderr.append(raw.decode("utf-8", "replace").rstrip())
-            del self._stderr[:-STDERR_TAIL]
-
     async def _next_event(self) -> Event:
-        assert self.proc is not None and self.proc.stdout is not None
-        while True:
-            raw = await self.proc.stdout.readline()
-            if not raw:
-                return {"event": "eof", "error": "the chat process exited"}
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                return event
+        assert self.proc is not None
+        return await next_event(self.proc.stdout, "chat")
 
     async def _forward(self) -> None:
         while True:

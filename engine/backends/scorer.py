@@ -41,25 +41,10 @@ def cut_at_stop(text: str) -> str:
 
 class GGUFScorer:
     def __init__(self, name: str, path: Path, lora: Path | None, threads: int, n_ctx: int = 4096) -> None:
-        import llama_cpp
-
-        from engine.backends.gguf_export import c_stderr_to_log
-        from engine.backends.gguf_meta import read_gguf_metadata
+        from engine.backends import chat_llm
 
         self.name = name
-        read_gguf_metadata(path)
-        try:
-            with c_stderr_to_log():
-                self.llm = llama_cpp.Llama(
-                    str(path),
-                    lora_path=str(lora) if lora else None,
-                    n_ctx=n_ctx,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    verbose=False,
-                )
-        except (ValueError, RuntimeError) as exc:
-            raise UserError(f"{path}: llama.cpp cannot load it: {exc}") from exc
+        self.llm = chat_llm.load(path, lora, threads, n_ctx)  # checks the file; UserError if llama.cpp refuses it
         self.n_ctx = n_ctx
 
     def _last_row(self) -> np.ndarray:
