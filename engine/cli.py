@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine import cli_data, cli_eval, render, runner
+from engine import cli_data, cli_eval, paths, render, runner
 from engine.errors import UserError
 from engine.events import json_sink
 from engine.stages.context import Context
@@ -19,8 +19,9 @@ def _project_create(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
     from engine.stages import models
     from engine.store import projects
 
+    paths.validate_project_name(a.name)
     models.resolve(ctx.db, a.base_model)
-    settings = {"embedder": a.embedder} if a.embedder else {}
+    settings = {"embedder": models.check_embedder(a.embedder)} if a.embedder else {}
     p = projects.create(ctx.db, a.name, a.domain, a.base_model, settings)
     return {"created": p.name, "domain": p.domain, "base_model": p.base_model}
 
@@ -57,7 +58,7 @@ def _seeds_import(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
 
     path = Path(a.file)
     drafts = read_seed_file(path)
-    set_name = a.set or path.stem.lower().replace(" ", "_")
+    set_name = a.set or seeds.default_set_name(path.stem)
     the_set, added, dup = seeds.import_drafts(ctx.db, ctx.need_project(), set_name, drafts, str(path))
     return {"seed_set": the_set.name, "added": added, "already_present": dup, "set_size": the_set.count}
 
@@ -85,7 +86,8 @@ def _seeds_list(ctx: Context, a: argparse.Namespace) -> None:
 def _corpus_import(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
     from engine.stages.corpus import import_corpus
 
-    summary = import_corpus(ctx, [Path(p) for p in a.paths])
+    with ctx.exclusive("corpus import", "corpus import"):
+        summary = import_corpus(ctx, [Path(p) for p in a.paths])
     if not summary["documents"] and not summary["already_imported"] and summary["problems"]:
         raise UserError("nothing imported:\n" + "\n".join(summary["problems"][:50]))
     return summary
@@ -94,9 +96,10 @@ def _corpus_import(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
 def _corpus_index(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
     from engine.stages.corpus import _embedder, embed_missing, sync_index
 
-    embedder = _embedder(ctx.need_project())
-    done = embed_missing(ctx, embedder)
-    return {**done, **sync_index(ctx, embedder.dim, embedder.name, rebuild=a.rebuild)}
+    with ctx.exclusive("corpus import", "corpus index"):
+        embedder = _embedder(ctx.need_project())
+        done = embed_missing(ctx, embedder)
+        return {**done, **sync_index(ctx, embedder.dim, embedder.name, rebuild=a.rebuild)}
 
 
 def _corpus_list(ctx: Context, a: argparse.Namespace) -> None:
@@ -134,8 +137,10 @@ def _corpus_serve(ctx: Context, a: argparse.Namespace) -> None:
             req = json.loads(line)
             hits = searcher.search(str(req.get("query", "")), int(req.get("k", 5)))
             ctx.result({"view": "hits", "query": req.get("query"), "hits": [h.as_dict() for h in hits]})
-        except (ValueError, UserError, AttributeError) as exc:
+        except (ValueError, UserError, AttributeError, TypeError) as exc:
             ctx.emit({"event": "log", "level": "error", "message": str(exc)})
+        except RecursionError:
+            ctx.emit({"event": "log", "level": "error", "message": "request nested too deeply"})
 
 
 def _models_add(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
@@ -168,6 +173,8 @@ def _doctor(ctx: Context, a: argparse.Namespace) -> None:
     checks = run_doctor(ctx.db)
     rows = [[name, "ok" if c["ok"] else "no", c["detail"]] for name, c in checks.items()]
     ctx.result({"view": "table", "header": ["check", "ok", "detail"], "rows": rows, "checks": checks})
+    if not checks["store"]["ok"]:
+        raise UserError(checks["store"]["detail"])
 
 
 def _runs_list(ctx: Context, a: argparse.Namespace) -> None:
@@ -225,8 +232,9 @@ def _generate(ctx: Context, a: argparse.Namespace) -> dict[str, Any] | None:
         options["retrieval"] = a.retrieval
     if a.topic:
         options["topics"] = tuple(a.topic)
-    gen = open_generation(ctx, options, a.target, a.resume, a.new)
-    return run_generation(ctx, gen)
+    with ctx.exclusive("generation", "generate"):
+        gen = open_generation(ctx, options, a.target, a.resume, a.new)
+        return run_generation(ctx, gen)
 
 
 def _generation_table(ctx: Context) -> None:
@@ -461,6 +469,8 @@ def _quiet_libraries() -> None:
     try:
         log_dir = paths.home() / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
+        for item in (log_dir, *log_dir.iterdir()):  # logs hold prompts and data: owner only
+            paths.make_private(item)
         handler: logging.Handler = logging.FileHandler(log_dir / "engine.log", encoding="utf-8")
     except OSError:
         handler = logging.NullHandler()
@@ -469,12 +479,30 @@ def _quiet_libraries() -> None:
     logging.captureWarnings(True)
 
 
+def _bad_argument(args: argparse.Namespace) -> str | None:
+    """An argument that cannot be stored or shown (bytes that are not UTF-8 arrive as surrogates)."""
+    from engine.infile import text_problem
+
+    for name, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and text_problem(item):
+                return f"argument --{name.replace('_', '-')} {ascii(item)}: {text_problem(item)}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # text that is not valid Unicode is shown escaped, never a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     _quiet_libraries()
     args = build_parser().parse_args(argv)
     key = f"{args.group} {args.cmd}" if getattr(args, "cmd", None) else args.group
     handler, needs_project, record = COMMANDS[key]
     emit = json_sink() if args.format == "json" else render.text_sink()
+    bad = _bad_argument(args)
+    if bad:
+        emit({"event": "failed", "stage": key, "run_id": None, "error": bad, "kind": "input"})
+        return runner.EXIT_USER
     project = getattr(args, "project", None) if needs_project else None
     config = {k: v for k, v in vars(args).items() if k not in ("format", "group", "cmd")}
     return runner.execute(emit, key, lambda ctx: handler(ctx, args), project, config, record)

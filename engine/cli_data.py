@@ -111,11 +111,12 @@ def _dataset_export(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
 
     project = ctx.need_project()
     if a.out:
-        out = Path(a.out).expanduser()
+        out = paths.check_output(Path(a.out), ctx.db, "dataset export")
     else:
         folder = paths.project_dir(project.name) / "exports"
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"{project.name}-{a.dataset_format}{dataset.default_suffix(a.dataset_format)}"
+        paths.check_output(out, ctx.db, "dataset export")
     count = dataset.export(training_set(ctx.db, project, a.include_pending), a.dataset_format, out, a.system or "")
     if count == 0:
         ctx.emit(
@@ -224,8 +225,9 @@ def _train(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
     options = {name: getattr(a, name) for _, name, _, _ in OPTIONS if getattr(a, name) is not None}
     if a.include_pending:
         options["include_pending"] = True
-    adapter = open_training(ctx, options, a.name, a.resume, a.new)
-    return run_training(ctx, adapter)
+    with ctx.exclusive("training", "train"):
+        adapter = open_training(ctx, options, a.name, a.resume, a.new)
+        return run_training(ctx, adapter)
 
 
 def _adapters_list(ctx: Context, a: argparse.Namespace) -> None:
@@ -304,7 +306,8 @@ def _export(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
     from engine.stages.export import run_export
 
     quants = [q.strip() for q in a.quant.split(",") if q.strip()] if a.quant else []
-    return run_export(ctx, a.adapter, quants, lora=not a.no_lora, parity_check=not a.no_parity)
+    with ctx.exclusive("export", "export"):
+        return run_export(ctx, a.adapter, quants, lora=not a.no_lora, parity_check=not a.no_parity)
 
 
 def _tools_setup(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:

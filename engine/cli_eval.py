@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.paths import check_output
 from engine.stages.context import Context
 
 
@@ -62,8 +63,12 @@ def _eval_run(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
     if a.limit is not None and a.limit < 1:
         raise UserError(f"--limit: {a.limit} must be at least 1")
     project = ctx.need_project()
-    specs = a.model or default_models(ctx, project)
-    results = run_eval(ctx, _sets(ctx, a), specs, a.shots, a.max_tokens, a.new)
+    if a.json:
+        check_output(Path(a.json), ctx.db, "results JSON")
+    sets = _sets(ctx, a)  # the files first: a bad file is reported before anything about models
+    with ctx.exclusive("evaluation", "eval run"):
+        specs = a.model or default_models(ctx, project)
+        results = run_eval(ctx, sets, specs, a.shots, a.max_tokens, a.new)
     return _show(ctx, results, a.json)
 
 
@@ -103,6 +108,8 @@ def _eval_show(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
         raise UserError(f"evaluation {a.id} belongs to another project")
     if ev.status != "done":
         raise UserError(f"evaluation {a.id} is {ev.status}: run `eval run` with the same settings to finish it")
+    if a.json:
+        check_output(Path(a.json), ctx.db, "results JSON")
     return _show(ctx, {**ev.results, "eval_id": ev.id}, a.json)
 
 

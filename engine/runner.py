@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
 import signal
+import sqlite3
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -15,19 +18,85 @@ from engine.errors import UserError
 from engine.events import Sink
 from engine.stages.context import Context, Interrupted
 from engine.store import open_store, projects, runs
+from engine.store.db import StoreError, explain
 
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 log = logging.getLogger("engine")
 
 
-def _install_stop_handlers(flag: threading.Event) -> None:
-    def on_signal(signum: int, _frame: Any) -> None:
-        if flag.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: stop now
-        flag.set()
+STOP_GRACE_S = float(os.environ.get("SELFSPEC_STOP_GRACE_S", "4"))  # to stop at a safe point
+HARD_STOP_S = 4.0  # then to unwind from KeyboardInterrupt before the process exits at once
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+
+class _Stopper:
+    """Turns SIGTERM / Ctrl-C into a stop that happens within seconds, whatever the stage is doing.
+
+    1. The signal sets the stop flag; stages check it between units of work and stop cleanly.
+    2. A watchdog thread, woken through signal.set_wakeup_fd (so even while the main thread sits
+       in C code: model loading, a long matmul), waits STOP_GRACE_S; if the flag is still set and
+       the command has not ended, it raises KeyboardInterrupt in the main thread, which the
+       runner reports as interrupted. Everything written is transactional or renamed into place,
+       so this is as safe as kill -9 and the same command resumes.
+    3. If even that has not ended the command HARD_STOP_S later, the process exits at once with
+       130 (the run is marked interrupted by the next command, as after kill -9).
+    A second Ctrl-C stops at once.
+    """
+
+    def __init__(self, flag: threading.Event) -> None:
+        self.flag = flag
+        self.done = threading.Event()
+        self._escalating = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            r, w = os.pipe()
+            os.set_blocking(w, False)
+            signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except (ValueError, OSError):  # not the main thread (tests): the Python handler still works
+            return
+        threading.Thread(target=self._watch, args=(r,), daemon=True, name="stop-watchdog").start()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.flag.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: stop now
+        self.flag.set()
+
+    def _watch(self, fd: int) -> None:
+        while not self.done.is_set():
+            try:
+                data = os.read(fd, 64)
+            except OSError:
+                return
+            if not data or not ({signal.SIGTERM, signal.SIGINT} & set(data)):
+                continue
+            self.flag.set()
+            if not self._escalating:
+                self._escalating = True
+                threading.Thread(target=self._escalate, daemon=True, name="stop-escalate").start()
+
+    def _escalate(self) -> None:
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            if self.done.is_set():
+                return
+            if not self.flag.is_set():  # the stage took the stop and went on (chat: one reply stopped)
+                self._escalating = False
+                return
+            time.sleep(0.05)
+        log.warning("stop not taken within %.1f s: interrupting", STOP_GRACE_S)
+        _thread.interrupt_main()
+        if self.done.wait(HARD_STOP_S):
+            return
+        log.warning("still running %.1f s after the interrupt: exiting now", HARD_STOP_S)
+        try:
+            if os.getpgrp() == os.getpid():  # our own process group: take helpers with us
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                os.killpg(0, signal.SIGTERM)
+        except OSError:
+            pass
+        os._exit(EXIT_INTERRUPTED)
 
 
 def execute(
@@ -40,12 +109,35 @@ def execute(
 ) -> int:
     """Run `body` inside a Context; report started/finished/failed/interrupted; return exit code."""
     flag = threading.Event()
-    _install_stop_handlers(flag)
+    stopper = _Stopper(flag)
+    stopper.install()
+    paths.private_umask()
+    try:
+        return _execute(emit, stage, body, project_name, config, record, flag)
+    finally:
+        stopper.done.set()
+
+
+def _execute(
+    emit: Sink,
+    stage: str,
+    body: Callable[[Context], dict[str, Any] | None],
+    project_name: str | None,
+    config: dict[str, Any] | None,
+    record: bool,
+    flag: threading.Event,
+) -> int:
     run_id = None
     db = None
     try:
-        db = open_store()
-        runs.reap_dead(db)
+        try:
+            db = open_store(check=stage != "doctor")
+        except StoreError:
+            if stage != "doctor":
+                raise
+            db = None  # doctor still runs: it reports what is wrong with the store
+        if db is not None:
+            runs.reap_dead(db)
         project = projects.get(db, project_name) if project_name else None
         ctx = Context(db=db, emit=emit, project=project, threads=_threads(), stop_flag=flag)
         if record:
@@ -59,8 +151,7 @@ def execute(
         emit({"event": "finished", "stage": stage, "run_id": run_id, "summary": summary})
         return EXIT_PARTIAL if partial else EXIT_OK
     except (Interrupted, KeyboardInterrupt):
-        if db is not None and run_id:
-            runs.end(db, run_id, "interrupted", error="stopped on request")
+        _end_quietly(db, run_id, "stopped on request", "interrupted")
         emit(
             {
                 "event": "interrupted",
@@ -71,24 +162,29 @@ def execute(
         )
         return EXIT_INTERRUPTED
     except UserError as exc:
-        if db is not None and run_id:
-            runs.end(db, run_id, "failed", error=str(exc))
-        emit({"event": "failed", "stage": stage, "run_id": run_id, "error": str(exc), "kind": "input"})
+        _end_quietly(db, run_id, str(exc))
+        kind = "store" if isinstance(exc, StoreError) else "input"
+        emit({"event": "failed", "stage": stage, "run_id": run_id, "error": str(exc), "kind": kind})
+        return EXIT_USER
+    except sqlite3.Error as exc:  # the store itself: locked, read-only, damaged, disk full
+        err = explain(exc)
+        _end_quietly(db, run_id, str(err))
+        emit({"event": "failed", "stage": stage, "run_id": run_id, "error": str(err), "kind": "store"})
+        return EXIT_USER
+    except RecursionError:
+        message = "the input is nested too deeply to read (more than about 900 levels of lists or objects)"
+        _end_quietly(db, run_id, message)
+        emit({"event": "failed", "stage": stage, "run_id": run_id, "error": message, "kind": "input"})
         return EXIT_USER
     except OSError as exc:  # disk full, permissions, vanished files: the user can act on these
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         message = f"file system error{where}: {exc.strerror or exc}"
-        if db is not None and run_id:
-            try:
-                runs.end(db, run_id, "failed", error=message)
-            except Exception:  # the store itself may be what failed
-                pass
+        _end_quietly(db, run_id, message)
         emit({"event": "failed", "stage": stage, "run_id": run_id, "error": message, "kind": "io"})
         return EXIT_USER
     except Exception as exc:  # a bug: full traceback to the log file, one line to the user
         where = _write_crash_log(stage)
-        if db is not None and run_id:
-            runs.end(db, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        _end_quietly(db, run_id, f"{type(exc).__name__}: {exc}")
         emit(
             {
                 "event": "failed",
@@ -99,6 +195,17 @@ def execute(
             }
         )
         return EXIT_BUG
+
+
+def _end_quietly(db: Any, run_id: int | None, error: str, status: str = "failed") -> None:
+    """Record how the run ended, unless the store itself is what failed (then the next command
+    finds the run's process gone and marks it interrupted)."""
+    if db is None or not run_id:
+        return
+    try:
+        runs.end(db, run_id, status, error=error)
+    except Exception:
+        log.warning("could not record the end of run %s", run_id, exc_info=True)
 
 
 def _counts(summary: dict[str, Any]) -> dict[str, Any]:

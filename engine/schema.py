@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import Problem
+from engine.infile import text_problem
 
 SEED_FIELDS = ("instruction", "input", "output", "task_type")
 REQUIRED = ("instruction", "output")
@@ -53,8 +54,9 @@ def check_seed(record: Any, source: str, line: int | None) -> tuple[SeedDraft | 
                 bad(fld, "missing")
             values[fld] = ""
             continue
-        if not isinstance(value, str):
-            bad(fld, f"must be text, got {type(value).__name__}")
+        why = text_problem(value)
+        if why:
+            bad(fld, why)
             continue
         values[fld] = value.strip()
     for fld in REQUIRED:
@@ -65,9 +67,6 @@ def check_seed(record: Any, source: str, line: int | None) -> tuple[SeedDraft | 
     for fld in ("input", "output"):
         if len(values.get(fld, "")) > MAX_TEXT_CHARS:
             bad(fld, f"longer than {MAX_TEXT_CHARS} characters")
-    for fld in ("instruction", "input", "output"):
-        if "\x00" in values.get(fld, ""):
-            bad(fld, "contains a NUL character")
     task_type = values.get("task_type") or DEFAULT_TASK_TYPE
     if not _TASK_TYPE_RE.match(task_type):
         bad("task_type", f"{task_type!r} is not a task type: use lowercase letters, digits and '_'")

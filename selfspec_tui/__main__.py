@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd = _engine(args)
         os.execv(cmd[0], cmd)
     from engine.errors import UserError
+    from engine.paths import private_umask
     from selfspec_tui.app import SelfSpecApp
 
+    private_umask()  # conversations and data are private
     try:
         app = SelfSpecApp(project)
     except UserError as exc:

@@ -140,7 +140,7 @@ async def test_filters_search_status_keys_and_sorting(db, project) -> None:
         target = review.get(db, ids[11]).instruction.split()[1]  # "11:" -> the task number word
         await pilot.press(*"Task 11", "enter")
         await wait_for(pilot, lambda: ids[11] in table(screen).keys and len(table(screen).keys) < 60)
-        assert target and screen.focused is table(screen)
+        assert target and screen.focused is screen.query_one("#f-search", Input)  # typing goes on there
         screen.query_one("#f-search", Input).value = ""
         screen.query_one("#f-reason", Input).value = "unsupported"
         await wait_for(pilot, lambda: table(screen).keys == [ids[7]])

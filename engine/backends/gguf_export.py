@@ -6,6 +6,7 @@ import ctypes
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -83,17 +84,27 @@ def convert(
     import os
 
     env = {**os.environ, **env}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    while proc.poll() is None:
-        if should_stop():
-            proc.terminate()
-            proc.wait(30)
-            partial.unlink(missing_ok=True)
-            from engine.stages.context import Interrupted
+    # output to a file, not a pipe: a converter that prints more than a pipe holds would block
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out_log:
+        proc = subprocess.Popen(cmd, stdout=out_log, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            while proc.poll() is None:
+                if should_stop():
+                    from engine.stages.context import Interrupted
 
-            raise Interrupted()
-        time.sleep(0.2)
-    log = proc.stdout.read() if proc.stdout else ""
+                    raise Interrupted()
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:  # cancelled, or interrupted hard: the converter goes too
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                partial.unlink(missing_ok=True)
+        out_log.seek(0)
+        log = out_log.read()
     if proc.returncode != 0 or not partial.exists():
         partial.unlink(missing_ok=True)
         raise UserError(_explain(log, what))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.backends import state_io
 from engine.errors import UserError
 
 IGNORE = -100
@@ -393,15 +394,16 @@ class LoraRun:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         self.model.save_pretrained(str(partial))
-        torch.save(self.optimizer.state_dict(), partial / "optimizer.pt")
-        torch.save(self.scheduler.state_dict(), partial / "scheduler.pt")
         rng = {
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
             "python": random.getstate(),
             "numpy": np.random.get_state(),
         }
-        torch.save(rng, partial / "rng.pt")
+        # no pickle: tensors in safetensors, the rest in JSON (state_io)
+        state_io.save_state(
+            partial, {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng}
+        )
         (partial / "position.json").write_text(json.dumps(vars(self.pos)))
         for f in partial.iterdir():
             with f.open("rb") as fh:
@@ -419,9 +421,13 @@ class LoraRun:
         from safetensors.torch import load_file
 
         set_peft_model_state_dict(self.model, load_file(str(path / "adapter_model.safetensors")))
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-        rng = torch.load(path / "rng.pt", weights_only=False)
+        try:
+            state = state_io.load_state(path)
+        except state_io.StateFormatError as exc:
+            raise UserError(f"checkpoint {path.name}: {exc}; delete that folder to resume from an older one") from exc
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
@@ -440,6 +446,7 @@ class LoraRun:
 def newest_checkpoint(folder: Path) -> Path | None:
     done = sorted(p for p in folder.glob("step-*") if not p.name.endswith(".partial") and p.is_dir())
     for p in reversed(done):
-        if (p / "position.json").exists() and (p / "adapter_model.safetensors").exists():
+        # checkpoints of older versions (pickled .pt files) are never read
+        if (p / "position.json").exists() and (p / "adapter_model.safetensors").exists() and state_io.has_state(p):
             return p
     return None

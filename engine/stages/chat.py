@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import paths
 from engine.errors import UserError
 from engine.stages import models
 from engine.stages.context import Context
@@ -46,7 +47,7 @@ def available(ctx: Context, project: Project) -> list[Choice]:
         if a.status != "done":
             continue
         fmt = a.config.get("train", {}).get("prompt_format", "alpaca")
-        folder = ctx.workdir / "exports" / a.name
+        folder = paths.child(ctx.workdir / "exports", a.name, "export")
         files = sorted(folder.glob("model-*.gguf"))
         for f in sorted(files, key=lambda p: (p.name != "model-q8_0.gguf", p.name)):
             quant = f.name[len("model-") : -len(".gguf")]
@@ -204,7 +205,7 @@ def serve(ctx: Context) -> None:
         for line in sys.stdin:
             try:
                 req = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 req = None
             if not isinstance(req, dict):
                 ctx.emit({"event": "turn_failed", "error": f"not a JSON request object: {line.strip()[:80]!r}"})

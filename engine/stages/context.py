@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +54,15 @@ class Context:
     @property
     def workdir(self) -> Path:
         return paths.project_dir(self.need_project().name)
+
+    @contextmanager
+    def exclusive(self, unit: str, command: str = "") -> Iterator[None]:
+        """Hold the project's lock on `unit` (generation, training, ...) for the body: a second
+        process asking for it is refused at once with who holds it."""
+        from engine.store import locks
+
+        with locks.held(self.db, self.need_project().id, unit, command or unit):
+            yield
 
     def send(self, event: Event) -> None:
         self.emit(event)

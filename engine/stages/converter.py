@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from engine import paths
 from engine.errors import UserError
 
 WANTED = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/")
@@ -47,6 +48,8 @@ def find() -> Path:
 
 def setup(sdist: Path | None = None) -> dict[str, Any]:
     """Unpack the converters from llama-cpp-python's sdist (downloaded unless given)."""
+    if sdist is not None:
+        paths.regular_file(sdist, "a llama-cpp-python source archive (.tar.gz)")
     version = llama_cpp_version()
     folder = converter_dir(version)
     if (folder / READY).exists():
@@ -77,6 +80,7 @@ def setup(sdist: Path | None = None) -> dict[str, Any]:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
+        paths.regular_file(sdist, "a llama-cpp-python source archive (.tar.gz)")
         try:
             with tarfile.open(sdist) as tar:
                 members = []

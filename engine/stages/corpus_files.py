@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import Problem
+from engine import infile
+from engine.paths import not_regular
+from engine.errors import Problem, UserError
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 JSONL_SUFFIXES = (".jsonl",)
@@ -37,12 +38,23 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[Problem]]:
             found = sorted(
                 p
                 for p in path.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                if not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
-            supported = [p for p in found if p.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES]
-            if not supported:
+            supported = []
+            for p in found:
+                if p.suffix.lower() not in TEXT_SUFFIXES + JSONL_SUFFIXES:
+                    continue
+                why = not_regular(p) or _name_problem(p)
+                if why:
+                    problems.append(Problem(_shown(p), None, None, f"skipped: {why}"))
+                else:
+                    supported.append(p)
+            if not supported and not problems:
                 problems.append(Problem(str(path), None, None, "folder holds no .txt, .md or .jsonl files"))
             files += supported
+        elif not_regular(path) or _name_problem(path):
+            why = not_regular(path) or _name_problem(path)
+            problems.append(Problem(_shown(path), None, None, f"skipped: {why}"))
         elif path.suffix.lower() not in TEXT_SUFFIXES + JSONL_SUFFIXES:
             problems.append(Problem(str(path), None, None, "unsupported file type (use .txt, .md or .jsonl)"))
         else:
@@ -51,21 +63,20 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[Problem]]:
     return unique, problems
 
 
+def _name_problem(path: Path) -> str | None:
+    """A file name that is not valid UTF-8 cannot be stored as the document's source."""
+    return "the file name is not valid UTF-8" if infile.text_problem(str(path)) else None
+
+
+def _shown(path: Path) -> str:
+    return ascii(str(path))[1:-1] if _name_problem(path) else str(path)
+
+
 def _decode(path: Path) -> tuple[str | None, Problem | None]:
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, Problem(str(path), None, None, f"larger than {MAX_FILE_BYTES // 2**20} MiB")
-        data = path.read_bytes()
-    except OSError as exc:
-        return None, Problem(str(path), None, None, f"unreadable: {exc.strerror or exc}")
-    if b"\x00" in data[:8192]:
-        return None, Problem(str(path), None, None, "binary file (NUL bytes), not text")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return None, Problem(str(path), line, None, f"not UTF-8 (bad byte at offset {exc.start})")
+        text = infile.read_text(path, "a .txt, .md or .jsonl corpus file", MAX_FILE_BYTES)
+    except UserError as exc:
+        return None, Problem(str(path), None, None, str(exc).removeprefix(f"{path}").lstrip(": "))
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         return None, Problem(str(path), None, None, "empty file")
@@ -93,10 +104,9 @@ def read_documents(path: Path) -> Iterator[RawDocument | Problem]:
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield Problem(str(path), lineno, None, f"invalid JSON: {exc.msg}")
+        record, problem = infile.parse_json(line, str(path), lineno)
+        if problem is not None:
+            yield problem
             continue
         if not isinstance(record, dict):
             yield Problem(str(path), lineno, None, "expected a JSON object with a 'text' field")

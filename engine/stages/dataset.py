@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from engine import infile, paths
 from engine.errors import Problem, UserError, ValidationError
 from engine.schema import SeedDraft, check_seed
 from engine.store.records import Example
@@ -144,32 +145,14 @@ def _chat_field(name: str | None, fmt: str) -> str | None:
 
 
 def _jsonl_records(path: Path) -> Iterable[tuple[int, Any, Problem | None]]:
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    with fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if b"\x00" in raw:
-                yield lineno, None, Problem(str(path), lineno, None, "contains NUL bytes: is this a JSONL file?")
-                continue
-            try:
-                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                yield lineno, None, Problem(str(path), lineno, None, f"not valid UTF-8 (byte {exc.start} of the line)")
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield lineno, json.loads(text), None
-            except json.JSONDecodeError as exc:
-                yield lineno, None, Problem(str(path), lineno, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
+    return infile.jsonl_records(path, "a .jsonl or .parquet dataset file")
 
 
 def _parquet_records(path: Path) -> Iterable[tuple[int, Any, Problem | None]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    paths.regular_file(path, "a .parquet dataset file")
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
@@ -180,10 +163,7 @@ def _parquet_records(path: Path) -> Iterable[tuple[int, Any, Problem | None]]:
 
 def read_dataset(path: Path, fmt: str = "auto") -> tuple[str, list[tuple[int, SeedDraft]]]:
     """Every record of the file, validated; raises ValidationError listing every problem."""
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, expected a .jsonl or .parquet file")
+    paths.regular_file(path, "a .jsonl or .parquet dataset file")
     if fmt not in ("auto", *FORMATS):
         raise UserError(f"unknown dataset format {fmt!r} (auto or one of: {', '.join(FORMATS)})")
     parquet = fmt == "parquet" or (fmt == "auto" and path.suffix.lower() == ".parquet")

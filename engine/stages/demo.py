@@ -51,17 +51,22 @@ def run_demo(
         ctx.log(f"held out {held['held_out']} seeds for the evaluation; {held['for_generation']} remain for generation")
     ctx.check_stop()
 
-    corpus = import_corpus(ctx, [shipped / "corpus" / "biomedicine"])
+    with ctx.exclusive("corpus import", "demo"):
+        corpus = import_corpus(ctx, [shipped / "corpus" / "biomedicine"])
     hits = Searcher(ctx).search(DEMO_QUERY, 3)
     ctx.check_stop()
 
-    made = _generate(ctx, project, examples) if examples > 0 else []
+    with ctx.exclusive("generation", "demo"):
+        made = _generate(ctx, project, examples) if examples > 0 else []
     ctx.check_stop()
-    expert = _train(ctx, train_epochs) if train_epochs > 0 and made else None
+    with ctx.exclusive("training", "demo"):
+        expert = _train(ctx, train_epochs) if train_epochs > 0 and made else None
     ctx.check_stop()
-    exported = _export(ctx, expert) if expert else {}
+    with ctx.exclusive("export", "demo"):
+        exported = _export(ctx, expert) if expert else {}
     ctx.check_stop()
-    evaluated = _evaluate(ctx, expert) if expert else {}
+    with ctx.exclusive("evaluation", "demo"):
+        evaluated = _evaluate(ctx, expert) if expert else {}
     counts = projects.summary(ctx.db, project)
     return {
         "project": name,

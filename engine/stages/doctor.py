@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlite_utils import Database
 from engine import paths
 from engine.backends import probes
 from engine.stages import models
+from engine.store.db import recovery_hint
 
 
 def _check(fn: Callable[[], tuple[bool, str]]) -> dict[str, Any]:
@@ -22,7 +24,25 @@ def _check(fn: Callable[[], tuple[bool, str]]) -> dict[str, Any]:
     return {"ok": ok, "detail": detail}
 
 
-def run_doctor(db: Database) -> dict[str, Any]:
+def store_check() -> dict[str, Any]:
+    """The full integrity check of the store, read-only."""
+    path = paths.db_path()
+    if not path.exists():
+        return {"ok": True, "detail": f"{path} (not created yet)"}
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            found = [r[0] for r in con.execute("PRAGMA integrity_check(20)").fetchall()]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        found = [str(exc)]
+    if found == ["ok"]:
+        return {"ok": True, "detail": f"{path}: integrity check ok ({path.stat().st_size / 2**20:.1f} MiB)"}
+    return {"ok": False, "detail": recovery_hint(path) + " | integrity_check: " + "; ".join(found)[:500]}
+
+
+def run_doctor(db: Database | None) -> dict[str, Any]:
     home = paths.home()
     free = shutil.disk_usage(home).free
     checks = {
@@ -35,6 +55,9 @@ def run_doctor(db: Database) -> dict[str, Any]:
         "disk": {"ok": free > 2 * 2**30, "detail": f"{free / 2**30:.1f} GiB free in {home}"},
         "cpu": {"ok": True, "detail": f"{os.cpu_count()} cores"},
     }
+    checks["store"] = store_check()
+    if db is None:
+        return checks
     found = models.describe_all(db)
     checks["models"] = {
         "ok": all(m["present"] for m in found),

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from engine import paths
+from engine import infile, paths
 from engine.errors import Problem, UserError, ValidationError
 from engine.stages.scoring import normalize_answer
 from engine.store import examples, seeds
@@ -65,12 +65,10 @@ def _make(name: str, items: list[EvalItem], source: str, off_domain: bool = Fals
 
 def load_pubmedqa(path: Path, name: str = "pubmedqa") -> EvalSet:
     """The `ori_pqal.json` layout: {pmid: {QUESTION, CONTEXTS, final_decision, ...}}."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{path}: not a PubMedQA JSON file: {exc}") from None
+    text = infile.read_text(path, "a PubMedQA .json file")
+    raw, problem = infile.parse_json(text, str(path))
+    if problem is not None:
+        raise ValidationError([problem], header=f"{path}: not a PubMedQA JSON file")
     if not isinstance(raw, dict) or not raw:
         raise UserError(f"{path}: expected an object of PubMedQA items keyed by PMID")
     problems: list[Problem] = []
@@ -104,25 +102,13 @@ def load_pubmedqa(path: Path, name: str = "pubmedqa") -> EvalSet:
 
 def load_jsonl(path: Path, name: str | None = None, off_domain: bool = False) -> EvalSet:
     """Labelled JSONL: instruction, input (optional), output, labels (optional list), id (optional)."""
-    try:
-        lines = path.read_bytes().splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder; expected a .jsonl file") from None
     problems: list[Problem] = []
     items: list[EvalItem] = []
     src = str(path)
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            problems.append(Problem(src, n, None, "not UTF-8 text"))
-            continue
-        except ValueError as exc:
-            problems.append(Problem(src, n, None, f"invalid JSON: {exc}"))
+    first_kind: tuple[int, bool] | None = None  # (line, has labels) of the first good item
+    for n, rec, problem in infile.jsonl_records(path, "a labelled .jsonl evaluation file"):
+        if problem is not None:
+            problems.append(problem)
             continue
         if not isinstance(rec, dict):
             problems.append(Problem(src, n, None, "expected an object"))
@@ -132,17 +118,41 @@ def load_jsonl(path: Path, name: str | None = None, off_domain: bool = False) ->
             for k in sorted(set(rec) - ALLOWED)
         ]
         for key in ("instruction", "output"):
-            if not isinstance(rec.get(key), str) or not rec[key].strip():
-                found.append(Problem(src, n, key, "missing or empty"))
+            if key not in rec or rec[key] is None:
+                found.append(Problem(src, n, key, "missing"))
+            elif not isinstance(rec[key], str):
+                found.append(Problem(src, n, key, f"must be text, got {type(rec[key]).__name__}"))
+            elif not rec[key].strip():
+                found.append(Problem(src, n, key, "is empty"))
         if not isinstance(rec.get("input", ""), str):
-            found.append(Problem(src, n, "input", "expected text"))
+            found.append(Problem(src, n, "input", f"must be text, got {type(rec['input']).__name__}"))
         labels = rec.get("labels", [])
         if not isinstance(labels, list) or not all(isinstance(x, str) and x.strip() for x in labels):
             found.append(Problem(src, n, "labels", "expected a list of non-empty strings"))
+        elif "labels" in rec and not labels:
+            found.append(Problem(src, n, "labels", "is empty: give at least two labels, or leave the field out"))
         elif labels and len(labels) < 2:
             found.append(Problem(src, n, "labels", "a label set needs at least two labels"))
         elif labels and isinstance(rec.get("output"), str) and rec["output"].strip() not in [x.strip() for x in labels]:
             found.append(Problem(src, n, "output", f"{rec['output']!r} is not one of the labels {labels}"))
+        if not found and labels:
+            dupes = sorted({x.strip() for x in labels if [y.strip() for y in labels].count(x.strip()) > 1})
+            if dupes:
+                found.append(Problem(src, n, "labels", f"repeats {dupes}"))
+        if not found:
+            if first_kind is None:
+                first_kind = (n, bool(labels))
+            elif first_kind[1] != bool(labels):
+                had = "a label set" if first_kind[1] else "no labels"
+                found.append(
+                    Problem(
+                        src,
+                        n,
+                        "labels",
+                        f"line {first_kind[0]} has {had} and this one does not match it;"
+                        " a set is all classification (labels on every line) or all free-form",
+                    )
+                )
         if found:
             problems += found
             continue
@@ -157,15 +167,6 @@ def load_jsonl(path: Path, name: str | None = None, off_domain: bool = False) ->
         )
     if not problems and not items:
         problems.append(Problem(src, None, None, "no items"))
-    if not problems and any(i.labels for i in items) and not all(i.labels for i in items):
-        problems.append(
-            Problem(
-                src,
-                None,
-                "labels",
-                "some items have a label set and some do not; a set is all classification or all free-form",
-            )
-        )
     if problems:
         raise ValidationError(problems)
     return _make(name or path.stem, items, str(path), off_domain)
@@ -174,6 +175,7 @@ def load_jsonl(path: Path, name: str | None = None, off_domain: bool = False) ->
 def load_file(path: Path) -> EvalSet:
     """A PubMedQA .json or a labelled .jsonl, by content."""
     path = path.expanduser()
+    paths.regular_file(path, "a labelled .jsonl or a PubMedQA .json file")
     if path.suffix.lower() == ".json":
         return load_pubmedqa(path, path.stem)
     return load_jsonl(path)

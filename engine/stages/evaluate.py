@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import paths
 from engine.errors import UserError
 from engine.eval_report import main_difference
 from engine.stages import chat, eval_data, models, scoring
@@ -58,7 +59,7 @@ def resolve_model(ctx: Context, project: Project, spec: str) -> ModelRef:
                 raise UserError(f"the base model {project.base_model!r} cannot be loaded by transformers")
             return ModelRef(spec, "hf-gguf" if kind == "gguf" else "hf", path, None)
         adapters.by_name(ctx.db, project, name)  # a clear error for an unknown expert
-        merged = ctx.workdir / "exports" / name / "merged"
+        merged = paths.child(ctx.workdir / "exports", name, "export") / "merged"
         if not (merged / "config.json").exists():
             raise UserError(f"{spec}: no merged model for {name!r} yet: export it first (selfspec-tui export)")
         return ModelRef(spec, "hf", merged, None)

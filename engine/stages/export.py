@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from engine import paths
 from engine.errors import UserError
 from engine.stages import converter, models
 from engine.stages.context import Context, Interrupted
@@ -67,7 +68,7 @@ def run_export(
             raise UserError(f"unknown quantization {q!r} (one of: {', '.join(gx.QUANTS)})")
     kind, base_path, _ = models.resolve(ctx.db, adapter.base_model)
     tools = converter.find()
-    out = ctx.workdir / "exports" / adapter.name
+    out = paths.child(ctx.workdir / "exports", adapter.name, "export")
     out.mkdir(parents=True, exist_ok=True)
     record = adapters.start_export(ctx.db, adapter, str(out))
     fmt = adapter.config.get("train", {}).get("prompt_format", "alpaca")

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from engine import infile, paths
 from engine.errors import UserError
 from engine.store import registry
 from engine.store.records import ModelRecord
@@ -55,7 +56,28 @@ def resolve(db: Database, name: str) -> tuple[str, Path, str]:
     path = Path(record.path)
     if not path.exists():
         raise UserError(f"model {name!r} was registered at {path}, which no longer exists")
+    if record.kind == "gguf":
+        paths.regular_file(path, f"the .gguf file of model {name!r}")
+    elif not path.is_dir():
+        raise UserError(f"model {name!r} was registered as the folder {path}, which is no longer a folder")
     return record.kind, path, record.architecture
+
+
+def check_embedder(value: str) -> str:
+    """An --embedder must be a sentence-transformers (or Hugging Face) model folder; its absolute path."""
+    if value.startswith("fake-hash") and os.environ.get("SELFSPEC_TEST_FAKES") == "1":
+        return value  # the tests' deterministic embedder
+    path = Path(value).expanduser()
+    if paths.model_path_kind(path) != "dir":
+        raise UserError(f"--embedder {value}: is a file; expected a sentence-transformers model folder")
+    markers = ("modules.json", "config_sentence_transformers.json", "config.json")
+    if not any((path / m).is_file() for m in markers):
+        raise UserError(
+            f"--embedder {value}: not a sentence-transformers model folder (none of {', '.join(markers)} in it)"
+        )
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*/*.safetensors")):
+        raise UserError(f"--embedder {value}: no .safetensors weights in the folder")
+    return str(path.resolve())
 
 
 def known_names(db: Database) -> list[str]:
@@ -113,14 +135,19 @@ def _safetensors_ok(path: Path) -> str | None:
     return None
 
 
+def _json_file(path: Path) -> Any:
+    """A small JSON file of a model folder, with file:line on any problem."""
+    value, problem = infile.parse_json(infile.read_text(path, "a JSON file", 64 * 2**20), str(path))
+    if problem is not None:
+        raise UserError(str(problem))
+    return value
+
+
 def inspect_hf(folder: Path) -> dict[str, Any]:
     config_path = folder / "config.json"
-    if not config_path.is_file():
+    if not config_path.exists():
         raise UserError(f"{folder}: missing config.json (is this a Hugging Face model folder?)")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{config_path}: unreadable config: {exc}") from exc
+    config = _json_file(config_path)
     if not isinstance(config, dict):
         raise UserError(f"{config_path}: expected a JSON object")
     model_type = config.get("model_type")
@@ -141,14 +168,14 @@ def inspect_hf(folder: Path) -> dict[str, Any]:
     index_file = folder / "model.safetensors.index.json"
     if index_file.is_file():
         try:
-            shards = set(json.loads(index_file.read_text())["weight_map"].values())
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            shards = set(_json_file(index_file)["weight_map"].values())
+        except (KeyError, TypeError, AttributeError) as exc:
             raise UserError(f"{index_file}: unreadable shard index: {exc}") from exc
         lost = sorted(s for s in shards if not (folder / s).is_file())
         if lost:
             raise UserError(f"{folder}: missing weight shards: {', '.join(lost)}")
     for w in weights:
-        why = _safetensors_ok(w)
+        why = paths.not_regular(w) or _safetensors_ok(w)
         if why:
             raise UserError(f"{w}: {why}")
     has_tok = (
@@ -161,10 +188,8 @@ def inspect_hf(folder: Path) -> dict[str, Any]:
     tok_cfg = folder / "tokenizer_config.json"
     chat = False
     if tok_cfg.is_file():
-        try:
-            chat = "chat_template" in json.loads(tok_cfg.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise UserError(f"{tok_cfg}: unreadable JSON") from None
+        tok = _json_file(tok_cfg)
+        chat = isinstance(tok, dict) and "chat_template" in tok
     return {
         "architecture": model_type,
         "has_chat_template": chat or (folder / "chat_template.jinja").is_file(),
@@ -175,20 +200,17 @@ def inspect_hf(folder: Path) -> dict[str, Any]:
 
 def register(db: Database, path: Path, name: str | None = None) -> ModelRecord:
     path = path.expanduser()
-    if not path.exists():
-        raise UserError(f"{path}: no such file or folder")
+    shape = paths.model_path_kind(path)  # refuses pipes and devices before anything reads them
     given = path
     path = path.resolve()
-    if path.is_dir():
+    if shape == "dir":
         kind, info = "hf", inspect_hf(path)
-    elif path.suffix.lower() == ".gguf" or path.is_file():
-        kind, info = "gguf", inspect_gguf(path)
     else:
-        raise UserError(f"{path}: expected a .gguf file or a Hugging Face model folder")
-    name = name or (given.stem if kind == "gguf" else given.name)
-    name = name.lower()
+        kind, info = "gguf", inspect_gguf(path)
+    name = (name or (given.stem if kind == "gguf" else given.name)).lower()
     if not _NAME_RE.match(name):
         raise UserError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (pass --name)")
+    paths.validate_name(name, "model")
     if name in _BUILTIN:
         raise UserError(f"{name!r} is the name of the embedded model; pass another --name")
     return registry.add(db, name, kind, str(path), info.pop("architecture"), info)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
+from engine import infile
 from engine.errors import Problem, UserError, ValidationError
 from engine.schema import SeedDraft, check_seed
 
@@ -15,23 +15,7 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
 def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, expected a .jsonl, .csv or qna.yaml file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if len(data) > MAX_FILE_BYTES:
-        raise UserError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB; is this a seed file?")
-    if b"\x00" in data[:8192]:
-        raise UserError(f"{path}: looks binary (NUL bytes), expected UTF-8 text")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not valid UTF-8 (byte offset {exc.start})") from exc
+    return infile.read_text(path, "a .jsonl, .csv or qna.yaml seed file", MAX_FILE_BYTES)
 
 
 def parse_jsonl(path: Path, text: str) -> tuple[list[tuple[int, SeedDraft]], list[Problem]]:
@@ -40,10 +24,9 @@ def parse_jsonl(path: Path, text: str) -> tuple[list[tuple[int, SeedDraft]], lis
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(str(path), lineno, None, f"invalid JSON: {exc.msg} (column {exc.colno})"))
+        record, problem = infile.parse_json(line, str(path), lineno)
+        if problem is not None:
+            problems.append(problem)
             continue
         draft, found = check_seed(record, str(path), lineno)
         problems += found
@@ -101,13 +84,9 @@ def parse_qna_yaml(path: Path, text: str) -> tuple[list[tuple[int, SeedDraft]], 
     import yaml
 
     src = str(path)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        return [], [Problem(src, line, None, f"invalid YAML: {getattr(exc, 'problem', exc)}")]
+    doc, node, problem = infile.load_yaml(text, src)
+    if problem is not None:
+        return [], [problem]
     if not isinstance(doc, dict) or not isinstance(node, yaml.MappingNode):
         return [], [Problem(src, 1, None, "expected a mapping with 'seed_examples'")]
     examples_node = next((v for k, v in node.value if k.value == "seed_examples"), None)

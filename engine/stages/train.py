@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine import paths
 from engine.errors import UserError
 from engine.stages import models
 from engine.stages.context import Context, Interrupted
@@ -69,9 +70,9 @@ def open_training(ctx: Context, options: dict[str, Any], name: str | None, resum
                 )
             taken = {a.name for a in existing}
             name = name or next(f"expert-{i}" for i in range(1, len(taken) + 2) if f"expert-{i}" not in taken)
+            folder = paths.child(ctx.workdir / "adapters", name, "adapter")
             if name in taken:
                 raise UserError(f"{project.name} already has an adapter named {name!r}")
-            folder = ctx.workdir / "adapters" / name
             fingerprint = _snapshot(folder, rows)
             body = {"train": cfg.model_dump(mode="json"), "model": project.base_model}
             adapter = adapters.create(ctx.db, project, name, body, fingerprint, len(rows), str(folder))
@@ -122,6 +123,11 @@ def _train(ctx: Context, adapter: Adapter) -> dict[str, Any]:
     if kind == "fake":
         raise UserError("the fake test generator has no weights to train")
     folder = Path(adapter.path)
+    if not paths.is_inside(folder, ctx.workdir / "adapters"):
+        raise UserError(
+            f"adapter {adapter.name!r} points at {folder}, outside the project's adapters folder;"
+            " it will not be written there: train a new adapter with --new"
+        )
     data_file = folder / DATA_FILE
     if not data_file.exists():
         raise UserError(f"the data snapshot of adapter {adapter.name!r} is missing ({data_file}); train with --new")

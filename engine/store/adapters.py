@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from engine import paths
 from engine.errors import UserError
 from engine.store.db import now, write_txn
 from engine.store.records import Project, from_row
@@ -42,7 +43,7 @@ class StepRecord:
 
 
 def _adapter(row: dict[str, Any]) -> Adapter:
-    return from_row(Adapter, row, ("config", "metrics"))
+    return from_row(Adapter, {**row, "path": paths.from_stored(row["path"])}, ("config", "metrics"))
 
 
 def create(
@@ -62,7 +63,7 @@ def create(
                 json.dumps(config, sort_keys=True),
                 fingerprint,
                 examples,
-                path,
+                paths.to_stored(path),
                 stamp,
                 stamp,
             ],
@@ -155,11 +156,16 @@ class Export:
 
 
 def _export(row: dict[str, Any]) -> Export:
-    return from_row(Export, row, ("files", "parity"))
+    files = json.loads(row["files"] or "{}")
+    files = {k: paths.from_stored(v) if isinstance(v, str) else v for k, v in files.items()}
+    return from_row(
+        Export, {**row, "path": paths.from_stored(row["path"]), "files": json.dumps(files)}, ("files", "parity")
+    )
 
 
 def start_export(db: Database, adapter: Adapter, path: str) -> Export:
     """The adapter's unfinished export (resumed), or a new one."""
+    path = paths.to_stored(path)
     rows = list(db.query("SELECT * FROM exports WHERE adapter_id = ? ORDER BY id DESC LIMIT 1", [adapter.id]))
     if rows and rows[0]["status"] != "done" and rows[0]["path"] == path:
         update_export(db, int(rows[0]["id"]), "running")
@@ -183,7 +189,8 @@ def update_export(
     sets, params = ["status = ?", "updated_at = ?"], [status, now()]
     if files is not None:
         sets.append("files = ?")
-        params.append(json.dumps(files, sort_keys=True))
+        stored = {k: paths.to_stored(v) if isinstance(v, str) and v.startswith("/") else v for k, v in files.items()}
+        params.append(json.dumps(stored, sort_keys=True))
     if parity is not None:
         sets.append("parity = ?")
         params.append(json.dumps(parity, sort_keys=True))

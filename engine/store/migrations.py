@@ -341,3 +341,49 @@ def m007_evals(db: Database) -> None:
             PRIMARY KEY (eval_id, dataset, model, item_key)
         )""",
     )
+
+
+@migrations(name="m008_locks_relative_paths")
+def m008_locks_relative_paths(db: Database) -> None:
+    """One writer per unit of work; paths under the home kept relative to it."""
+    import json
+    from pathlib import Path
+
+    _run(
+        db,
+        """CREATE TABLE locks (
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            unit TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            proc_start TEXT NOT NULL DEFAULT '',
+            command TEXT NOT NULL DEFAULT '',
+            started_at TEXT NOT NULL,
+            PRIMARY KEY (project_id, unit)
+        )""",
+    )
+    home = db.execute("PRAGMA database_list").fetchall()[0][2]
+    base = Path(home).resolve().parent if home else None
+    if base is None:
+        return
+
+    def rel(value: str) -> str:
+        p = Path(value)
+        if not p.is_absolute():
+            return value
+        try:
+            return p.resolve().relative_to(base).as_posix()
+        except ValueError:
+            return value
+
+    for table in ("adapters", "exports"):
+        for row_id, value in db.execute(f"SELECT id, path FROM {table}").fetchall():
+            db.execute(f"UPDATE {table} SET path = ? WHERE id = ?", [rel(value), row_id])
+
+    for row_id, files in db.execute("SELECT id, files FROM exports").fetchall():
+        try:
+            parsed = json.loads(files or "{}")
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            fixed = {k: rel(v) if isinstance(v, str) else v for k, v in parsed.items()}
+            db.execute("UPDATE exports SET files = ? WHERE id = ?", [json.dumps(fixed, sort_keys=True), row_id])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 from typing import Any
@@ -11,7 +12,7 @@ from sqlite_utils import Database
 
 from engine import paths
 from engine.errors import UserError
-from engine.store.db import now
+from engine.store.db import now, write_txn
 from engine.store.records import Project, from_row
 
 
@@ -64,8 +65,14 @@ def update_settings(db: Database, name: str, changes: dict[str, Any]) -> Project
 
 def delete(db: Database, name: str) -> None:
     """Delete the project's rows (cascading) and then its folder."""
+    from engine.store import locks
+
     project = get(db, name)
-    with db.atomic():
+    with write_txn(db):
+        busy = {u: p for u, p in locks.holders(db, project.id).items() if p != os.getpid()}
+        if busy:
+            unit, pid = next(iter(busy.items()))
+            raise UserError(f"project {name!r} is in use: {unit} is running (pid {pid}); cancel it first")
         db.execute("DELETE FROM projects WHERE id = ?", [project.id])
     folder = paths.project_dir(name)
     if folder.exists():

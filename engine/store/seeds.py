@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from sqlite_utils import Database
 
+from engine import paths
 from engine.errors import UserError, ValidationError
 from engine.schema import SeedDraft, check_seed
 from engine.store.db import now, write_txn
@@ -35,6 +37,12 @@ def get_set(db: Database, project: Project, name: str) -> SeedSet | None:
     return rows[0] if rows else None
 
 
+def default_set_name(stem: str) -> str:
+    """A seed set name from a file name: unsafe characters become '_'."""
+    name = re.sub(r"[^a-z0-9._-]+", "_", stem.lower()).strip("._-")[:80]
+    return name or "seeds"
+
+
 def import_drafts(
     db: Database, project: Project, set_name: str, drafts: Iterable[SeedDraft], source: str = ""
 ) -> tuple[SeedSet, int, int]:
@@ -43,6 +51,7 @@ def import_drafts(
     Returns the set, how many were added and how many were already there (same instruction
     and input), so a repeated import adds nothing twice.
     """
+    paths.validate_name(set_name, "seed set")
     added = skipped = 0
     with db.atomic():
         existing = get_set(db, project, set_name)

@@ -12,11 +12,12 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from engine.store import corpus, projects
 from selfspec_tui.engine_client import EngineRun, SearchSession
+from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import PathModal
 from selfspec_tui.widgets.run_progress import RunProgress
 
 
-class CorpusScreen(Screen[None]):
+class CorpusScreen(TableKeys, Screen[None]):
     BINDINGS = [
         Binding("i", "import", "Import"),
         Binding("slash", "search", "Search"),
@@ -129,8 +130,7 @@ class CorpusScreen(Screen[None]):
             source = Path(str(h["source"]).split(":")[0]).name
             table.add_row(f"{h['score']:.3f}", source, " ".join(h["text"].split())[:70], key=str(h["chunk_id"]))
         self.query_one("#passage", Static).update("" if hits else "no passages found")
-        if hits:
-            table.focus()
+        if hits:  # the focus stays where it is: letters typed next must not fire one-key actions
             self._show_hit(str(hits[0]["chunk_id"]))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -8,9 +8,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.store import projects, runs
+from selfspec_tui.screens.keys import TableKeys
 
 
-class ProjectScreen(Screen[None]):
+class ProjectScreen(TableKeys, Screen[None]):
     BINDINGS = [
         Binding("s", "seeds", "Seeds"),
         Binding("c", "corpus", "Corpus"),

@@ -7,14 +7,15 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from engine.errors import UserError
 from engine.store import projects, registry
+from selfspec_tui.errors import HANDLED, user_message
+from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import ConfirmModal, NewProjectModal
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
-class ProjectsScreen(Screen[None]):
+class ProjectsScreen(TableKeys, Screen[None]):
     BINDINGS = [
         Binding("n", "new", "New project"),
         Binding("enter", "open", "Open", priority=True),
@@ -67,8 +68,8 @@ class ProjectsScreen(Screen[None]):
                 return
             try:
                 projects.create(db, values["name"], values["domain"], values["base_model"])
-            except UserError as exc:
-                self.notify(str(exc), severity="error")
+            except HANDLED as exc:
+                self.notify(user_message(exc) or str(exc), severity="error")
                 return
             self.notify(f"created project {values['name']}")
             self.action_refresh()
@@ -90,8 +91,8 @@ class ProjectsScreen(Screen[None]):
                 return
             try:
                 projects.delete(self.app.db, name)  # type: ignore[attr-defined]
-            except UserError as exc:
-                self.notify(str(exc), severity="error")
+            except HANDLED as exc:
+                self.notify(user_message(exc) or str(exc), severity="error")
                 return
             self.notify(f"deleted project {name}")
             self.action_refresh()

@@ -24,6 +24,8 @@ from engine.errors import UserError
 from engine.store import corpus, generation, projects, review
 from engine.store.records import Example, Project
 from selfspec_tui.engine_client import EngineRun
+from selfspec_tui.errors import user_message
+from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import AskModal, ConfirmModal, ExportModal, PathModal, SeedModal
 from selfspec_tui.widgets.text_pane import TextPane
 from selfspec_tui.widgets.virtual_table import Cells, Column, VirtualTable
@@ -43,7 +45,7 @@ POLL_S = 2.0
 DROPPED = "dropped"  # the status filter's read-only view of tasks the generation filters dropped
 
 
-class ReviewScreen(Screen[None]):
+class ReviewScreen(TableKeys, Screen[None]):
     BINDINGS = [
         Binding("a", "decide('accepted')", "Accept"),
         Binding("r", "decide('rejected')", "Reject"),
@@ -279,7 +281,7 @@ class ReviewScreen(Screen[None]):
         except UserError as exc:
             self.notify(str(exc), severity="error", timeout=10)
         except sqlite3.Error as exc:
-            self.notify(f"{what} not saved: {exc}", severity="error", timeout=10)
+            self.notify(user_message(exc, f"{what} not saved") or str(exc), severity="error", timeout=10)
         return None
 
     # ---- events -------------------------------------------------------------------------------
@@ -304,8 +306,8 @@ class ReviewScreen(Screen[None]):
         self._debounce = self.set_timer(0.15, self.reload)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        # the focus stays in the box: letters typed next must never act on an example
         self.reload()
-        self.query_one(VirtualTable).focus()
 
     # ---- actions ------------------------------------------------------------------------------
 

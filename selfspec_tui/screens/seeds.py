@@ -12,15 +12,16 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from engine.errors import UserError
 from engine.store import projects, seeds
 from engine.store.records import Seed
 from selfspec_tui.engine_client import EngineRun
+from selfspec_tui.errors import HANDLED, user_message
+from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import ConfirmModal, PathModal, SeedModal
 from selfspec_tui.widgets.run_progress import RunProgress
 
 
-class SeedsScreen(Screen[None]):
+class SeedsScreen(TableKeys, Screen[None]):
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
         Binding("a", "add", "Add"),
@@ -83,7 +84,7 @@ class SeedsScreen(Screen[None]):
         self.refresh_rows()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(DataTable).focus()
+        pass  # the filter applies as you type; the focus stays in the box (esc or tab: the table)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
@@ -119,8 +120,8 @@ class SeedsScreen(Screen[None]):
                 return
             try:
                 seeds.add_seed(self.app.db, self.project, "manual", fields)  # type: ignore[attr-defined]
-            except UserError as exc:
-                self.notify(str(exc), severity="error")
+            except HANDLED as exc:
+                self.notify(user_message(exc) or str(exc), severity="error")
                 return
             self.notify("seed added to set 'manual'")
             self.refresh_rows()
@@ -138,8 +139,8 @@ class SeedsScreen(Screen[None]):
                 return
             try:
                 seeds.update_seed(self.app.db, s.id, fields)  # type: ignore[attr-defined]
-            except UserError as exc:
-                self.notify(str(exc), severity="error")
+            except HANDLED as exc:
+                self.notify(user_message(exc) or str(exc), severity="error")
                 return
             self.notify(f"seed {s.id} saved")
             self.refresh_rows()

@@ -38,7 +38,9 @@ class TextPane(ScrollView, can_focus=False):
         self.refresh()
 
     def _layout(self) -> None:
-        width = max(10, self.size.width - 1)
+        # lay out at exactly the width the text is shown in: the pane's width less its scrollbar
+        # (always shown, overflow-y: scroll); wider lines would lose their last character
+        width = max(10, self.size.width - self.styles.scrollbar_size_vertical)
         if width == self._laid_out_at:
             return
         console = self.app.console
