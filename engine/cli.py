@@ -58,7 +58,7 @@ def _seeds_import(ctx: Context, a: argparse.Namespace) -> dict[str, Any]:
 
     path = Path(a.file)
     drafts = read_seed_file(path)
-    set_name = a.set or seeds.default_set_name(path.stem)
+    set_name = a.set if a.set is not None else seeds.default_set_name(path.stem)
     the_set, added, dup = seeds.import_drafts(ctx.db, ctx.need_project(), set_name, drafts, str(path))
     return {"seed_set": the_set.name, "added": added, "already_present": dup, "set_size": the_set.count}
 

@@ -28,8 +28,7 @@ def read_bytes(path: Path, expected: str, max_bytes: int | None = None) -> bytes
         size = path.stat().st_size
         if max_bytes is not None and size > max_bytes:
             raise UserError(f"{path}: larger than {max_bytes // 2**20} MiB; is this {expected}?")
-        with path.open("rb") as fh:
-            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+        data = path.read_bytes()
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if max_bytes is not None and len(data) > max_bytes:
@@ -49,7 +48,7 @@ def decode(data: bytes, path: Path | str, expected: str = "UTF-8 text") -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}:{line_of(data, exc.start)}: not valid UTF-8 (byte offset {exc.start})") from exc
+        raise UserError(f"{path}:{line_of(data, exc.start)}: not valid UTF-8 (bad byte at offset {exc.start})") from exc
 
 
 def read_text(path: Path, expected: str, max_bytes: int | None = None) -> str:
@@ -170,7 +169,7 @@ def jsonl_records(path: Path, expected: str = "a .jsonl file") -> list[tuple[int
         try:
             text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
         except UnicodeDecodeError as exc:
-            out.append((lineno, None, Problem(src, lineno, None, f"not valid UTF-8 (byte {exc.start} of the line)")))
+            out.append((lineno, None, Problem(src, lineno, None, f"not valid UTF-8 (bad byte {exc.start} of the line)")))
             continue
         if not text.strip():
             continue

@@ -122,6 +122,15 @@ def project_dir(name: str) -> Path:
     return path
 
 
+def shipped_dir() -> Path:
+    """Shipped data (seed sets, demo corpus): inside the wheel, or the repo's seeds/ folder."""
+    here = Path(__file__).resolve().parent
+    packed = here / "_shipped"
+    if packed.is_dir():
+        return packed
+    return here.parent / "seeds"
+
+
 # ---- paths kept in the store ----------------------------------------------------------------
 
 

@@ -46,6 +46,8 @@ class _Stopper:
         self.flag = flag
         self.done = threading.Event()
         self._escalating = False
+        self._pipe: tuple[int, int] | None = None
+        self._previous_fd = -1
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -53,10 +55,24 @@ class _Stopper:
         try:
             r, w = os.pipe()
             os.set_blocking(w, False)
-            signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+            self._previous_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         except (ValueError, OSError):  # not the main thread (tests): the Python handler still works
             return
+        self._pipe = (r, w)
         threading.Thread(target=self._watch, args=(r,), daemon=True, name="stop-watchdog").start()
+
+    def close(self) -> None:
+        """The command ended: stop watching (matters when commands run in-process, as in tests)."""
+        self.done.set()
+        if self._pipe is None:
+            return
+        try:
+            signal.set_wakeup_fd(self._previous_fd)
+        except (ValueError, OSError):
+            pass
+        r, w = self._pipe
+        self._pipe = None
+        os.close(w)  # the watchdog's read returns EOF and it ends; it closes r
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if self.flag.is_set() and signum == signal.SIGINT:
@@ -64,12 +80,20 @@ class _Stopper:
         self.flag.set()
 
     def _watch(self, fd: int) -> None:
+        try:
+            self._watch_loop(fd)
+        finally:
+            os.close(fd)
+
+    def _watch_loop(self, fd: int) -> None:
         while not self.done.is_set():
             try:
                 data = os.read(fd, 64)
             except OSError:
                 return
-            if not data or not ({signal.SIGTERM, signal.SIGINT} & set(data)):
+            if not data:
+                return
+            if not ({signal.SIGTERM, signal.SIGINT} & set(data)):
                 continue
             self.flag.set()
             if not self._escalating:
@@ -115,7 +139,7 @@ def execute(
     try:
         return _execute(emit, stage, body, project_name, config, record, flag)
     finally:
-        stopper.done.set()
+        stopper.close()
 
 
 def _execute(

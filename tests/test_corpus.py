@@ -79,7 +79,7 @@ def test_reimport_is_idempotent_and_incremental(db, project, tmp_path: Path) -> 
 BAD_FILES: list[tuple[str, bytes, str]] = [
     ("empty.txt", b"", "empty file"),
     ("spaces.md", b"   \n\n\t\n", "empty file"),
-    ("latin1.txt", "caf\xe9 au lait".encode("latin-1"), "not UTF-8"),
+    ("latin1.txt", "caf\xe9 au lait".encode("latin-1"), "not valid UTF-8"),
     ("blob.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00", "binary file"),
     ("bad.jsonl", b"{not json}\n", ":1: invalid JSON"),
     ("notext.jsonl", b'{"body": "x"}\n', ":1: field 'text': missing"),
@@ -113,7 +113,7 @@ def test_unreadable_file_is_skipped_and_reported(db, project, tmp_path: Path, ca
 
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
     assert main(["--format", "text", "corpus", "import", str(folder), "--project", "test"]) == 3
-    assert f"{locked}: unreadable: Permission denied" in capsys.readouterr().out
+    assert f"{locked}: cannot read: Permission denied" in capsys.readouterr().out
     assert counts(db)["documents"] == 1
 
 

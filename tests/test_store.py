@@ -106,7 +106,7 @@ def test_corrupt_database_is_a_clear_error(home, capsys) -> None:
     (home / "selfspec.db").write_bytes(b"this is not sqlite" * 100)
     assert main(["--format", "text", "project", "list"]) == 2
     err = capsys.readouterr().err
-    assert "cannot open the store" in err and "selfspec.db" in err and "Traceback" not in err
+    assert "is damaged" in err and "selfspec.db" in err and "Traceback" not in err
 
 
 def test_unwritable_home_is_a_clear_error(tmp_path, monkeypatch, capsys) -> None:
@@ -124,7 +124,7 @@ def test_tui_entry_reports_a_broken_store(home, capsys) -> None:
 
     (home / "selfspec.db").write_bytes(b"garbage" * 200)
     assert main([]) == 2
-    assert "cannot open the store" in capsys.readouterr().err
+    assert "is damaged" in capsys.readouterr().err
 
 
 def test_zombie_run_counts_as_dead(db, project) -> None:

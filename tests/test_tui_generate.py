@@ -80,3 +80,32 @@ def test_reopening_prefills_an_unfinished_generation(tmp_path: Path) -> None:
     config = {"generate": {"seed": 11, "retrieval": False, "passages": 3}}
     values = values_from_config(config, 7)
     assert values == {"target": "7", "seed": "11", "passages": "3"}
+
+
+async def test_a_second_generation_is_refused_in_the_tui_with_who_holds_it(db) -> None:
+    import subprocess
+    import sys
+
+    from engine.store import locks
+
+    _fake_project()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        p = projects.get(db, "g")
+        db.execute(
+            "INSERT INTO locks (project_id, unit, pid, proc_start, command, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [p.id, "generation", holder.pid, locks.proc_start(holder.pid), "generate", "2026-12-02T10:00:00"],
+        )
+        app = SelfSpecApp(project="g")
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.press("g")
+            screen = app.screen
+            assert isinstance(screen, GenerateScreen)
+            screen.query_one("#target", Input).value = "4"
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: any("already running" in n for n in notes(app)))
+            assert any(f"pid {holder.pid}" in n for n in notes(app))
+            assert generation.latest(db, p) is None  # nothing was started
+    finally:
+        holder.kill()
+        holder.wait()

@@ -228,7 +228,7 @@ async def test_empty_project_and_store_errors_are_notices(db, project, monkeypat
 
         monkeypatch.setattr(review, "set_status", locked)
         await pilot.press("a")
-        assert any("not saved: database is locked" in n for n in notes(app))
+        assert any("not saved: the store" in n and "is busy" in n for n in notes(app))
         assert review.get(db, ids[0]).status == "pending" and isinstance(app.screen, ReviewScreen)
 
 

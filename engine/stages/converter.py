@@ -52,7 +52,7 @@ def setup(sdist: Path | None = None) -> dict[str, Any]:
         paths.regular_file(sdist, "a llama-cpp-python source archive (.tar.gz)")
     version = llama_cpp_version()
     folder = converter_dir(version)
-    if (folder / READY).exists():
+    if (folder / READY).exists() and sdist is None:
         return {"converter": str(folder), "llama_cpp_python": version, "fetched": False}
     with tempfile.TemporaryDirectory(prefix="selfspec-sdist-") as tmp:
         if sdist is None:

@@ -149,8 +149,8 @@ def load_jsonl(path: Path, name: str | None = None, off_domain: bool = False) ->
                         src,
                         n,
                         "labels",
-                        f"line {first_kind[0]} has {had} and this one does not match it;"
-                        " a set is all classification (labels on every line) or all free-form",
+                        f"line {first_kind[0]} has {had} and this one does not match it:"
+                        " a set is all classification or all free-form (labels on every line or on none)",
                     )
                 )
         if found:

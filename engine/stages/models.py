@@ -207,7 +207,7 @@ def register(db: Database, path: Path, name: str | None = None) -> ModelRecord:
         kind, info = "hf", inspect_hf(path)
     else:
         kind, info = "gguf", inspect_gguf(path)
-    name = (name or (given.stem if kind == "gguf" else given.name)).lower()
+    name = (name if name is not None else (given.stem if kind == "gguf" else given.name)).lower()
     if not _NAME_RE.match(name):
         raise UserError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (pass --name)")
     paths.validate_name(name, "model")

@@ -45,6 +45,8 @@ def open_training(ctx: Context, options: dict[str, Any], name: str | None, resum
     """The adapter to train: --resume NAME, the project's unfinished newest one, or a new one."""
     from pydantic import ValidationError
 
+    if name is not None:
+        paths.validate_name(name, "adapter")  # before anything else: a name becomes a folder
     project = ctx.need_project()
     existing = adapters.list_for(ctx.db, project)
     if resume:
@@ -69,7 +71,7 @@ def open_training(ctx: Context, options: dict[str, Any], name: str | None, resum
                     " or pass --include-pending to train on unreviewed ones"
                 )
             taken = {a.name for a in existing}
-            name = name or next(f"expert-{i}" for i in range(1, len(taken) + 2) if f"expert-{i}" not in taken)
+            name = name if name is not None else next(f"expert-{i}" for i in range(1, len(taken) + 2) if f"expert-{i}" not in taken)
             folder = paths.child(ctx.workdir / "adapters", name, "adapter")
             if name in taken:
                 raise UserError(f"{project.name} already has an adapter named {name!r}")
