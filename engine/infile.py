@@ -169,7 +169,9 @@ def jsonl_records(path: Path, expected: str = "a .jsonl file") -> list[tuple[int
         try:
             text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
         except UnicodeDecodeError as exc:
-            out.append((lineno, None, Problem(src, lineno, None, f"not valid UTF-8 (bad byte {exc.start} of the line)")))
+            out.append(
+                (lineno, None, Problem(src, lineno, None, f"not valid UTF-8 (bad byte {exc.start} of the line)"))
+            )
             continue
         if not text.strip():
             continue

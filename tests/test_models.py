@@ -88,7 +88,12 @@ BAD_MODELS = [
     ("no_tensors", lambda p: (p / "m.gguf").write_bytes(_gguf_bytes(tensors=0)), "m.gguf", "holds no tensors"),
     ("empty_file", lambda p: (p / "m.gguf").write_bytes(b""), "m.gguf", "not a GGUF file"),
     ("no_config", lambda p: _hf_folder(p / "f", config=True), "f", "missing config.json"),
-    ("bad_config", lambda p: (_hf_folder(p / "f") / "config.json").write_text("{oops"), "f", "config.json:1: invalid JSON"),
+    (
+        "bad_config",
+        lambda p: (_hf_folder(p / "f") / "config.json").write_text("{oops"),
+        "f",
+        "config.json:1: invalid JSON",
+    ),
     ("no_type", lambda p: (_hf_folder(p / "f") / "config.json").write_text("{}"), "f", "field 'model_type' is missing"),
     (
         "weird_type",

@@ -63,7 +63,20 @@ def hostile_files(root: Path) -> dict[str, Path]:
     return files
 
 
-HOSTILE_NAMES = ["../../x", "/abs/path", "a/b", "..", ".", "", " ", "x" * 300, "a\nb", "name;rm -rf", "UPPER/..", "\udcff"]
+HOSTILE_NAMES = [
+    "../../x",
+    "/abs/path",
+    "a/b",
+    "..",
+    ".",
+    "",
+    " ",
+    "x" * 300,
+    "a\nb",
+    "name;rm -rf",
+    "UPPER/..",
+    "\udcff",
+]
 
 FILE_COMMANDS = [
     ["seeds", "validate", "{f}"],
@@ -132,16 +145,31 @@ def test_sweep_files_and_names(home: Path, tmp_path: Path, capsys) -> None:
             code, events = _run(args, capsys)
             # a good file is allowed to go in beside the bad ones; an output may legitimately be written
             allowed = (0, 2, 3) if label in ("json-array",) and "--out" in template else (2, 3)
-            if "--out" in template and label in ("missing", "empty", "huge-line", "not-json", "json-array",
-                                                  "latin1", "nul-line", "deep-json", "deep-yaml", "surrogate",
-                                                  "wrong-types", "binary", "csv-ragged", "broken-link"):
+            if "--out" in template and label in (
+                "missing",
+                "empty",
+                "huge-line",
+                "not-json",
+                "json-array",
+                "latin1",
+                "nul-line",
+                "deep-json",
+                "deep-yaml",
+                "surrogate",
+                "wrong-types",
+                "binary",
+                "csv-ragged",
+                "broken-link",
+            ):
                 allowed = (0,)  # writing a new or ordinary file is what --out is for
             _expect_clean(args, code, events, allowed)
             tried += 1
     for template in NAME_COMMANDS:
         for name in HOSTILE_NAMES:
             args = [
-                a.replace("{n}", name).replace("{seeds}", str(seeds)).replace("{gguf}", str(builtin_path(DEFAULT_MODEL)))
+                a.replace("{n}", name)
+                .replace("{seeds}", str(seeds))
+                .replace("{gguf}", str(builtin_path(DEFAULT_MODEL)))
                 for a in template
             ]
             code, events = _run(args, capsys)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import infile
-from engine.paths import not_regular
 from engine.errors import Problem, UserError
+from engine.paths import not_regular
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 JSONL_SUFFIXES = (".jsonl",)

@@ -71,7 +71,11 @@ def open_training(ctx: Context, options: dict[str, Any], name: str | None, resum
                     " or pass --include-pending to train on unreviewed ones"
                 )
             taken = {a.name for a in existing}
-            name = name if name is not None else next(f"expert-{i}" for i in range(1, len(taken) + 2) if f"expert-{i}" not in taken)
+            name = (
+                name
+                if name is not None
+                else next(f"expert-{i}" for i in range(1, len(taken) + 2) if f"expert-{i}" not in taken)
+            )
             folder = paths.child(ctx.workdir / "adapters", name, "adapter")
             if name in taken:
                 raise UserError(f"{project.name} already has an adapter named {name!r}")
