@@ -162,7 +162,7 @@ def _execute(
             db = None  # doctor still runs: it reports what is wrong with the store
         if db is not None:
             runs.reap_dead(db)
-        project = projects.get(db, project_name) if project_name else None
+        project = projects.get(db, project_name) if project_name is not None else None
         ctx = Context(db=db, emit=emit, project=project, threads=_threads(), stop_flag=flag)
         if record:
             run_id = runs.start(db, project.id if project else None, stage, config or {})

@@ -49,6 +49,20 @@ def _finish(home: Path, args: list[str], env: dict[str, str] | None = None, time
     return time.monotonic() - start
 
 
+def _finished_before_kill(home: Path, stage: str) -> bool:
+    """The kill landed after the run had recorded its end (while the process was exiting)."""
+    if not (home / "selfspec.db").exists():
+        return False
+    con = sqlite3.connect(home / "selfspec.db")
+    try:
+        last = con.execute("SELECT status FROM runs WHERE stage = ? ORDER BY id DESC LIMIT 1", [stage]).fetchone()
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        con.close()
+    return bool(last) and last[0] == "finished"
+
+
 def _checks(home: Path, stage: str) -> None:
     con = sqlite3.connect(home / "selfspec.db")
     try:
@@ -69,8 +83,10 @@ def kill_matrix(
     dump: Callable[[Path], object],
     env: dict[str, str] | None = None,
     seed: int = 0,
-) -> list[float]:
-    """Run straight once, then ROUNDS killed-and-resumed runs; every dump must equal the straight one."""
+) -> Path:
+    """Run straight once, then ROUNDS killed-and-resumed runs; every dump must equal the straight one.
+
+    Returns the home of the straight run."""
     straight = tmp_path / "straight"
     shutil.copytree(template, straight)
     duration = _finish(straight, args, env)
@@ -80,19 +96,27 @@ def kill_matrix(
     points = []
     for i in range(ROUNDS):
         home = tmp_path / f"round-{i}"
-        shutil.copytree(template, home)
-        delay = rng.uniform(0.05, 0.9) * duration
-        proc = _engine(home, args, env)
-        time.sleep(delay)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        scale = 0.9
+        while True:  # a run that ends before its kill does not count: kill earlier
+            shutil.rmtree(home, ignore_errors=True)
+            shutil.copytree(template, home)
+            delay = rng.uniform(0.05, scale) * duration
+            proc = _engine(home, args, env)
+            time.sleep(delay)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                if not _finished_before_kill(home, stage):
+                    break
+            proc.wait()
+            scale /= 2
         points.append(round(delay, 2))
         _finish(home, args, env)
         assert dump(home) == want, f"round {i}: killed at {delay:.2f}s of {duration:.2f}s differs"
         _checks(home, stage)
         shutil.rmtree(home)
-    return points
+    print(f"{stage}: straight {duration:.1f}s, killed at {points}")
+    return straight
 
 
 def _rows(home: Path, sql: str) -> list[tuple]:
@@ -243,7 +267,76 @@ def test_export_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
         assert done[-1][0] == "done"
         return files, json.loads(done[-1][1])
 
-    kill_matrix(tmp_path, template, ["export", "--project", "ex", "--quant", "q8_0"], "export", dump, seed=4)
+    straight = kill_matrix(tmp_path, template, ["export", "--project", "ex", "--quant", "q8_0"], "export", dump, seed=4)
+
+    # a moved home keeps working: copy it, delete the original, chat and evaluate from the copy
+    moved = tmp_path / "elsewhere" / "home"
+    shutil.copytree(straight, moved)
+    shutil.rmtree(straight)
+    env = {**os.environ, "SELFSPEC_HOME": str(moved)}
+    chat = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "--format",
+            "text",
+            "chat",
+            "--project",
+            "ex",
+            "--model",
+            "expert-1:q8_0",
+            "--max-tokens",
+            "8",
+            "--temperature",
+            "0",
+        ],
+        input="Name a statin.\n/exit\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert chat.returncode == 0, chat.stderr
+    assert str(straight) not in chat.stdout + chat.stderr
+    data = tmp_path / "moved.jsonl"
+    data.write_text(
+        json.dumps({"instruction": "Is insulin a hormone?", "output": "yes", "labels": ["yes", "no"]}) + "\n"
+    )
+    ev = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "--format",
+            "text",
+            "eval",
+            "run",
+            "--project",
+            "ex",
+            "--model",
+            "expert-1:f16",
+            "--model",
+            "expert-1:q8_0",
+            "--model",
+            "hf:expert-1",
+            "--data",
+            str(data),
+            "--no-seeds",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert ev.returncode == 0, ev.stderr
+    assert "expert-1:q8_0" in ev.stdout and str(straight) not in ev.stdout + ev.stderr
+    con = sqlite3.connect(moved / "selfspec.db")
+    stored = [p for (p,) in con.execute("SELECT path FROM adapters UNION ALL SELECT path FROM exports")]
+    con.close()
+    assert stored and all(not p.startswith("/") for p in stored), stored
 
 
 # ---- eval --------------------------------------------------------------------------------------

@@ -159,7 +159,6 @@ def test_sweep_files_and_names(home: Path, tmp_path: Path, capsys) -> None:
                 "wrong-types",
                 "binary",
                 "csv-ragged",
-                "broken-link",
             ):
                 allowed = (0,)  # writing a new or ordinary file is what --out is for
             _expect_clean(args, code, events, allowed)
