@@ -37,7 +37,9 @@ def read_bytes(path: Path, expected: str, max_bytes: int | None = None) -> bytes
 
 
 def line_of(data: bytes | str, offset: int) -> int:
-    return (data[:offset].count(b"\n" if isinstance(data, bytes) else "\n")) + 1
+    if isinstance(data, bytes):
+        return data[:offset].count(b"\n") + 1
+    return data[:offset].count("\n") + 1
 
 
 def decode(data: bytes, path: Path | str, expected: str = "UTF-8 text") -> str:

@@ -152,7 +152,7 @@ def _execute(
     flag: threading.Event,
 ) -> int:
     run_id = None
-    db = None
+    db: Any = None  # None only for doctor on a store that cannot be opened
     try:
         try:
             db = open_store(check=stage != "doctor")

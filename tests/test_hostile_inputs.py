@@ -44,7 +44,7 @@ def store_rows(home: Path, table: str) -> int:
 # ---- names that become paths ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["../../escape", "/tmp/selfspec-abs-escape", "a/b", ".hidden", "..", "x y"])
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/selfspec-abs-escape", ".."])  # more in test_sweep
 def test_adapter_names_never_leave_their_folder(home: Path, cli_project: str, tmp_path: Path, name: str) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"instruction": "Explain insulin action", "output": "It lowers glucose."}) + "\n")
@@ -121,25 +121,30 @@ def _specials(tmp_path: Path) -> list[Path]:
     return [fifo, link, Path("/dev/zero")]
 
 
+def _readers(p: str, bad: Path) -> list[list[str]]:
+    return [
+        ["seeds", "validate", str(bad)],
+        ["seeds", "import", str(bad), "--project", p],
+        ["dataset", "import", str(bad), "--project", p],
+        ["eval", "run", "--project", p, "--data", str(bad)],
+        ["eval", "run", "--project", p, "--pubmedqa", str(bad)],
+        ["models", "add", str(bad)],
+        ["corpus", "import", str(bad), "--project", p],
+        ["tools", "setup", "--sdist", str(bad)],
+    ]
+
+
 def test_pipes_and_devices_are_refused_everywhere_without_hanging(home: Path, cli_project: str, tmp_path: Path):
-    p = cli_project
-    for bad in _specials(tmp_path):
-        for args in (
-            ["seeds", "validate", str(bad)],
-            ["seeds", "import", str(bad), "--project", p],
-            ["dataset", "import", str(bad), "--project", p],
-            ["eval", "run", "--project", p, "--data", str(bad)],
-            ["eval", "run", "--project", p, "--pubmedqa", str(bad)],
-            ["models", "add", str(bad)],
-            ["corpus", "import", str(bad), "--project", p],
-            ["tools", "setup", "--sdist", str(bad)],
-        ):
-            start = time.monotonic()
-            r = run_engine(*args, timeout=60)
-            clean(r)
-            assert r.returncode == 2, (args, r.stderr)
-            assert str(bad) in r.stderr, (args, r.stderr)
-            assert time.monotonic() - start < 30
+    """A FIFO through every reading command; a device and a link to one through two (test_sweep has the rest)."""
+    fifo, link, zero = _specials(tmp_path)
+    cases = _readers(cli_project, fifo) + [a for b in (link, zero) for a in _readers(cli_project, b)[1::5]]
+    for args in cases:
+        start = time.monotonic()
+        r = run_engine(*args, timeout=60)
+        clean(r)
+        assert r.returncode == 2, (args, r.stderr)
+        assert any(str(x) in r.stderr for x in (fifo, link, zero)), (args, r.stderr)
+        assert time.monotonic() - start < 30
     assert store_rows(home, "seeds") == 0 and store_rows(home, "examples") == 0
 
 
