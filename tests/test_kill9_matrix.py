@@ -267,7 +267,9 @@ def test_export_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
         assert done[-1][0] == "done"
         return files, json.loads(done[-1][1])
 
-    straight = kill_matrix(tmp_path, template, ["export", "--project", "ex", "--quant", "q8_0", "--no-lora"], "export", dump, seed=4)
+    straight = kill_matrix(
+        tmp_path, template, ["export", "--project", "ex", "--quant", "q8_0", "--no-lora"], "export", dump, seed=4
+    )
 
     # a moved home keeps working: copy it, delete the original, chat and evaluate from the copy
     moved = tmp_path / "elsewhere" / "home"
