@@ -39,10 +39,13 @@ def project(db):
     return projects.create(db, "test", "biomedicine", "smollm2-135m-instruct", {"embedder": "fake-hash"})
 
 
-def run_engine(*args: str, env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+def run_engine(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 120, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m engine --format text ...` as a user would, from the repository root."""
     return subprocess.run(
         [sys.executable, "-m", "engine", "--format", "text", *args],
+        input=input,
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_engine
 
 ROUNDS = 5
 pytestmark = pytest.mark.slow
@@ -162,7 +162,6 @@ def test_corpus_import_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
     template = tmp_path / "template"
     template.mkdir()
     monkeypatch.setenv("SELFSPEC_HOME", str(template))
-    from tests.conftest import run_engine
 
     assert run_engine("project", "create", "c", "--domain", "medicine", "--embedder", "fake-hash").returncode == 0
     folder = write_corpus(tmp_path / "docs", n_files=6, paras=30)
@@ -239,7 +238,6 @@ def test_export_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
     from engine.stages.models import DEFAULT_MODEL, builtin_path, register
     from engine.store import open_store, projects, review
     from engine.store.review import Filter
-    from tests.conftest import run_engine
     from tests.review_fixtures import fill
     from tests.tiny_model import build_tiny_llama
 
@@ -275,65 +273,18 @@ def test_export_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
     moved = tmp_path / "elsewhere" / "home"
     shutil.copytree(straight, moved)
     shutil.rmtree(straight)
-    env = {**os.environ, "SELFSPEC_HOME": str(moved)}
-    chat = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine",
-            "--format",
-            "text",
-            "chat",
-            "--project",
-            "ex",
-            "--model",
-            "expert-1:q8_0",
-            "--max-tokens",
-            "8",
-            "--temperature",
-            "0",
-        ],
-        input="Name a statin.\n/exit\n",
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
+    env = {"SELFSPEC_HOME": str(moved)}
+    chat_args = ["chat", "--project", "ex", "--model", "expert-1:q8_0", "--max-tokens", "8", "--temperature", "0"]
+    chat = run_engine(*chat_args, env=env, timeout=300, input="Name a statin.\n/exit\n")
     assert chat.returncode == 0, chat.stderr
     assert str(straight) not in chat.stdout + chat.stderr
     data = tmp_path / "moved.jsonl"
     data.write_text(
         json.dumps({"instruction": "Is insulin a hormone?", "output": "yes", "labels": ["yes", "no"]}) + "\n"
     )
-    ev = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine",
-            "--format",
-            "text",
-            "eval",
-            "run",
-            "--project",
-            "ex",
-            "--model",
-            "expert-1:f16",
-            "--model",
-            "expert-1:q8_0",
-            "--model",
-            "hf:expert-1",
-            "--data",
-            str(data),
-            "--no-seeds",
-            "--no-off-domain",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=600,
-    )
+    models = ["--model", "expert-1:f16", "--model", "expert-1:q8_0", "--model", "hf:expert-1"]
+    eval_args = ["eval", "run", "--project", "ex", *models, "--data", str(data), "--no-seeds", "--no-off-domain"]
+    ev = run_engine(*eval_args, env=env, timeout=600)
     assert ev.returncode == 0, ev.stderr
     assert "expert-1:q8_0" in ev.stdout and str(straight) not in ev.stdout + ev.stderr
     con = sqlite3.connect(moved / "selfspec.db")

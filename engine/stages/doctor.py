@@ -13,7 +13,7 @@ from sqlite_utils import Database
 from engine import paths
 from engine.backends import probes
 from engine.stages import models
-from engine.store.db import recovery_hint
+from engine.store.db import integrity_check, recovery_hint
 
 
 def _check(fn: Callable[[], tuple[bool, str]]) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def store_check() -> dict[str, Any]:
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
-            found = [r[0] for r in con.execute("PRAGMA integrity_check(20)").fetchall()]
+            found = integrity_check(con)
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:

@@ -111,7 +111,7 @@ def open_store(path: Path | None = None, check: bool = True) -> Database:
     return db
 
 
-def integrity_check(db: Database) -> list[str]:
+def integrity_check(db: Database | sqlite3.Connection) -> list[str]:
     """The full check (every page, index and constraint): ['ok'] or what is wrong."""
     return [r[0] for r in db.execute("PRAGMA integrity_check(20)").fetchall()]
 
