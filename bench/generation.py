@@ -79,7 +79,7 @@ def stage_of(call) -> str:  # type: ignore[no-untyped-def]
 
 
 def replay_llama(llm, calls) -> tuple[dict[str, float], bool]:  # type: ignore[no-untyped-def]
-    from engine.backends.generator import llama_sampling
+    from engine.backends.runtimes.llamacpp import completion_args
 
     times = {"brainstorm": 0.0, "respond": 0.0}
     same = True
@@ -87,7 +87,7 @@ def replay_llama(llm, calls) -> tuple[dict[str, float], bool]:  # type: ignore[n
         for prompt, seed, out in zip(prompts, seeds, outs):
             llm.reset()
             t0 = time.perf_counter()
-            r = llm.create_completion(prompt, **llama_sampling(s, seed))
+            r = llm.create_completion(prompt, **completion_args(s, seed))
             times[stage_of((prompts,))] += time.perf_counter() - t0
             same &= r["choices"][0]["text"] == out.text
     return times, same
@@ -114,7 +114,8 @@ def main() -> None:
     for key in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_NO_ADVISORY_WARNINGS"):
         os.environ.setdefault(key, "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from engine.backends.generator import LlamaCppGenerator
+    from engine.backends.runtimes.llamacpp import LlamaCppGenerator
+    from engine.backends.types import GeneratorOptions, ModelFile
     from engine.cpu import free_cores
     from engine.stages.models import DEFAULT_MODEL, builtin_path
 
@@ -129,7 +130,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         project(Path(tmp), DEFAULT_MODEL)
-        gen = LlamaCppGenerator(DEFAULT_MODEL, gguf, threads, 4096)
+        gen = LlamaCppGenerator(ModelFile(DEFAULT_MODEL, "gguf", gguf), GeneratorOptions(threads, 4096))
         rec, ours_t = ours(gen, options, args.target)
         raw_t, same = replay_llama(gen.llm, rec.calls)
         report("llama.cpp", rec.calls, ours_t, raw_t)
@@ -144,7 +145,8 @@ def hf_bench(tmp: Path, gguf: Path, threads: int, options: dict, target: int) ->
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.backends.generator import Sampling, TransformersGenerator
+    from engine.backends.runtimes.hf import TransformersGenerator
+    from engine.backends.types import GeneratorOptions, ModelFile, Sampling
 
     folder = tmp / "hf"
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -153,7 +155,7 @@ def hf_bench(tmp: Path, gguf: Path, threads: int, options: dict, target: int) ->
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     del model
-    gen = TransformersGenerator("smol-hf", folder, "auto", 8, threads, 4096)
+    gen = TransformersGenerator(ModelFile("smol-hf", "hf", folder), GeneratorOptions(threads, 4096, "auto", 8))
     rec, ours_t = ours(gen, {**options, "batch_size": 8}, target)
     raw_t = {"brainstorm": 0.0, "respond": 0.0}
     for prompts, s, seeds, _ in rec.calls:

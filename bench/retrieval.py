@@ -81,7 +81,8 @@ def main() -> None:
     if not DATA.is_file():
         sys.exit(f"missing {DATA}")
     items = list(json.loads(DATA.read_text()).items())[: args.items]
-    os.environ["SELFSPEC_TEST_FAKES"] = "1"  # enables the bag-of-words baseline embedder
+    os.environ["SELFSPEC_PLUGINS"] = "tests.fakes"  # the tests' bag-of-words embedder is the baseline
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         real, t_real, n_chunks = build(items, "all-MiniLM-L6-v2", Path(a))

@@ -22,7 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-
 async def measure(name: str, presses: int) -> tuple[float, dict[str, list[float]]]:
     from selfspec_tui.app import SelfSpecApp
     from selfspec_tui.screens.review import ReviewScreen
@@ -76,10 +75,14 @@ def main() -> None:
         print(f"{'key ' + key + ' ms':10}{s_med:14.1f}{b_med:20.1f}{b_med - s_med:14.1f}")
     all_s = statistics.median(v for vals in sk.values() for v in vals)
     all_b = statistics.median(v for vals in bk.values() for v in vals)
-    print(f"\nmedian key press: {all_s:.1f} ms vs {all_b:.1f} ms (ratio {all_b / all_s:.2f}); worst key difference "
-          f"{worst:.1f} ms; open at {args.big:,}: {bo:.2f} s")
-    print(f"goals: open < 1 s: {'met' if bo < 1 else 'MISSED'}; key press within 10 ms of the 10-example case: "
-          f"{'met' if worst <= 10 else 'MISSED'}")
+    print(
+        f"\nmedian key press: {all_s:.1f} ms vs {all_b:.1f} ms (ratio {all_b / all_s:.2f}); worst key difference "
+        f"{worst:.1f} ms; open at {args.big:,}: {bo:.2f} s"
+    )
+    print(
+        f"goals: open < 1 s: {'met' if bo < 1 else 'MISSED'}; key press within 10 ms of the 10-example case: "
+        f"{'met' if worst <= 10 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def main() -> None:
     import tempfile
 
     from engine.cpu import free_cores
-    from engine.stages.train_config import TrainConfig
+    from engine.spec.train import TrainConfig
 
     args.threads = args.threads or free_cores()
     args.tmp = tempfile.mkdtemp(prefix="selfspec-bench-train-")

@@ -17,7 +17,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     h = tmp_path / "home"
     h.mkdir()
     monkeypatch.setenv("SELFSPEC_HOME", str(h))
-    monkeypatch.setenv("SELFSPEC_TEST_FAKES", "1")
+    monkeypatch.setenv("SELFSPEC_PLUGINS", "tests.fakes")  # registers the fake runtime and embedder
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("SELFSPEC_THREADS", "1")
     return h

@@ -3,8 +3,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.backends.fakes import HashEmbedder
 from engine.stages.chunking import chunk_text
+from tests.fakes import HashEmbedder
 
 TOK = HashEmbedder()
 

@@ -128,13 +128,15 @@ def test_held_out_seeds_stay_out_of_generation(db, project) -> None:
 
 @pytest.mark.slow
 def test_gguf_and_hf_scoring_agree_on_the_same_model() -> None:
-    from engine.backends.scorer import GGUFScorer, HFScorer
+    from engine.backends.runtimes.hf import TransformersScorer
+    from engine.backends.runtimes.llamacpp import LlamaCppScorer
+    from engine.backends.types import ModelFile
     from engine.stages.evaluate import prompt_for
     from engine.stages.models import DEFAULT_MODEL, builtin_path
 
     path = builtin_path(DEFAULT_MODEL)
     ev = eval_data.general_set()
-    gguf, hf = GGUFScorer("g", path, None, 1), HFScorer("h", "gguf", path, 1)
+    gguf, hf = LlamaCppScorer(ModelFile("g", "gguf", path), 1), TransformersScorer(ModelFile("h", "gguf", path), 1)
     try:
         agree, gaps = 0, []
         for item in ev.items[:10]:

@@ -7,8 +7,8 @@ import random
 import pytest
 from rouge_score import rouge_scorer
 
+from engine.spec.generate import FilterConfig
 from engine.stages.filters import RougePool, check_response, check_task
-from engine.stages.gen_config import FilterConfig
 
 WORDS = (
     "the a of in to and drug dose patient trial risk insulin Insulin blood pressure heart kidney liver "

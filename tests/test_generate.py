@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.backends.fakes import FakeGenerator
 from engine.events import Event
 from engine.stages.context import Context, Interrupted
 from engine.stages.generate import GenerationRun, open_generation
 from engine.store import generation, open_store, projects
 from tests.conftest import ROOT, run_engine
+from tests.fakes import FakeGenerator
 
 SEEDS = ROOT / "seeds" / "biomedicine.jsonl"
 CORPUS = ROOT / "seeds" / "corpus" / "biomedicine"
@@ -130,7 +130,7 @@ def test_no_seeds_and_bad_options_are_clear_errors(home: Path) -> None:
     for args, needle in [
         (["--top-p", "0"], "--top-p"),
         (["--temperature", "-1"], "--temperature"),
-        (["--k", "0"], "--k-seeds"),
+        (["--k", "0"], "--k:"),  # the flag typed (this said --k-seeds, which is no flag)
         (["--device", "tpu"], "--device"),
         (["--target", "0"], "--target"),
         (["--seed-set", "nope"], "no seed set 'nope'"),
@@ -228,7 +228,7 @@ class Garbage(FakeGenerator):
     """Binary noise, empty strings, and huge runs: the pipeline must record reasons, not crash."""
 
     def generate(self, prompts, sampling, seeds, cancel):  # type: ignore[no-untyped-def]
-        from engine.backends.generator import Completion
+        from engine.backends.types import Completion
 
         outs = []
         for s in seeds:

@@ -156,16 +156,18 @@ def test_cli_generate_on_the_embedded_default(home: Path) -> None:
 
 
 def _backends(hf_folder: Path):  # type: ignore[no-untyped-def]
-    from engine.backends.generator import LlamaCppGenerator, TransformersGenerator
+    from engine.backends.runtimes.hf import TransformersGenerator
+    from engine.backends.runtimes.llamacpp import LlamaCppGenerator
+    from engine.backends.types import GeneratorOptions, ModelFile
 
     gguf = builtin_path(DEFAULT_MODEL)
     assert gguf is not None
-    yield LlamaCppGenerator(DEFAULT_MODEL, gguf, 2, 2048)
-    yield TransformersGenerator("smol-hf", hf_folder, "cpu", 2, 2, 2048)
+    yield LlamaCppGenerator(ModelFile(DEFAULT_MODEL, "gguf", gguf), GeneratorOptions(2, 2048))
+    yield TransformersGenerator(ModelFile("smol-hf", "hf", hf_folder), GeneratorOptions(2, 2048, "cpu", 2))
 
 
 def test_both_backends_honour_sampling_limits_and_stops(hf_folder: Path) -> None:
-    from engine.backends.generator import Sampling
+    from engine.backends.types import Sampling
 
     prompts = ["List three symptoms of asthma:\n1.", "The kidney filters"]
     never = lambda: False  # noqa: E731
@@ -196,9 +198,10 @@ def test_both_backends_honour_sampling_limits_and_stops(hf_folder: Path) -> None
 def test_transformers_on_cuda_is_bf16_and_batched(hf_folder: Path) -> None:
     import time
 
-    from engine.backends.generator import Sampling, TransformersGenerator
+    from engine.backends.runtimes.hf import TransformersGenerator
+    from engine.backends.types import GeneratorOptions, ModelFile, Sampling
 
-    gen = TransformersGenerator("smol-hf", hf_folder, "cuda", 32, 4, 2048)
+    gen = TransformersGenerator(ModelFile("smol-hf", "hf", hf_folder), GeneratorOptions(4, 2048, "cuda", 32))
     assert str(next(gen.model.parameters()).dtype) == "torch.bfloat16"
     prompts = [f"Question {i}: what does the liver do?\nAnswer:" for i in range(32)]
     rates = {}

@@ -21,7 +21,7 @@ PUBMEDQA = SHARED / "data" / "pubmedqa" / "pqal_dev.json"
 
 
 def real_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "SELFSPEC_TEST_FAKES"}
+    env = {k: v for k, v in os.environ.items() if k != "SELFSPEC_PLUGINS"}
     return env
 
 
@@ -43,7 +43,7 @@ def test_real_embedder_retrieves_the_right_pubmedqa_abstract(db, tmp_path: Path)
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    os.environ.pop("SELFSPEC_TEST_FAKES", None)
+    os.environ.pop("SELFSPEC_PLUGINS", None)
     project = projects.get(db, "pubmed")
     searcher = Searcher(Context(db=db, emit=lambda e: None, project=project))
     hits_at_3 = 0

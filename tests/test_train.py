@@ -128,7 +128,7 @@ def test_base_weights_stay_frozen_in_memory(db, tiny_project):
     import torch
 
     from engine.backends import trainer
-    from engine.stages.train_config import TrainConfig
+    from engine.spec.train import TrainConfig
 
     cfg = TrainConfig(**{k: v for k, v in FAST.items() if k != "checkpoint_every"})
     from engine.stages import models
@@ -155,8 +155,8 @@ def test_a_trainable_tensor_without_gradient_fails_loudly(db, tiny_project):
     import torch
 
     from engine.backends import trainer
+    from engine.spec.train import TrainConfig
     from engine.stages import models
-    from engine.stages.train_config import TrainConfig
 
     kind, path, _ = models.resolve(db, "tiny")
     model, tok, info = trainer.load_base(kind, path, "cpu", "none")

@@ -92,10 +92,11 @@ class SentenceTransformerEmbedder:
 
 def load_embedder(name: str = DEFAULT_EMBEDDER) -> Embedder:
     """Resolve an embedder by name: the shipped default, or a local sentence-transformers folder."""
-    if name.startswith("fake-hash") and os.environ.get("SELFSPEC_TEST_FAKES") == "1":
-        from engine.backends.fakes import HashEmbedder
+    from engine.backends.registry import embedder_factory
 
-        return HashEmbedder()
+    plugin = embedder_factory(name)
+    if plugin is not None:
+        return plugin(name)  # type: ignore[no-any-return]
     if name == DEFAULT_EMBEDDER:
         return SentenceTransformerEmbedder(name, default_embedder_path())
     path = Path(name).expanduser()

@@ -8,11 +8,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.backends.runtimes.llamacpp import c_stderr_to_log, greedy_answer, load_llama
 from engine.errors import UserError
 
 QUANTS = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
@@ -111,29 +111,6 @@ def convert(
     partial.rename(out)
 
 
-@contextmanager
-def c_stderr_to_log() -> Iterator[None]:
-    """llama.cpp's C code prints per-tensor lines on fd 2; they go to the engine log instead."""
-    import os
-
-    from engine import paths
-
-    try:
-        log = (paths.home() / "logs" / "llama.log").open("ab")
-    except OSError:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(log.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        log.close()
-
-
 def quantize(source: Path, out: Path, quant: str, threads: int) -> None:
     import llama_cpp
 
@@ -154,16 +131,7 @@ def quantize(source: Path, out: Path, quant: str, threads: int) -> None:
 
 def open_gguf(path: Path, threads: int, n_ctx: int = 2048, logits_all: bool = False) -> Any:
     """llama.cpp on a GGUF file; a corrupt or truncated file is a clear error, not a crash."""
-    import llama_cpp
-
-    from engine.backends.gguf_meta import read_gguf_metadata
-
-    read_gguf_metadata(path)  # raises UserError naming the file when the header is broken
-    try:
-        with c_stderr_to_log():
-            return llama_cpp.Llama(str(path), n_ctx=n_ctx, n_threads=threads, logits_all=logits_all, verbose=False)
-    except (ValueError, RuntimeError) as exc:
-        raise UserError(f"{path}: llama.cpp cannot load it: {exc}") from exc
+    return load_llama(path, threads, n_ctx, logits_all=logits_all)
 
 
 def parity(hf_dir: Path, ggufs: dict[str, Path], texts: Sequence[str], threads: int) -> dict[str, Any]:
@@ -212,20 +180,4 @@ def answer(
     path: Path, question: str, prompt_format: str, threads: int, max_tokens: int = 96, lora: Path | None = None
 ) -> str:
     """One greedy answer from a GGUF model, in the prompt format it was tuned with."""
-    from engine.backends.trainer import alpaca_prompt
-
-    llm = open_gguf(path, threads, n_ctx=1024) if lora is None else None
-    if llm is None:
-        import llama_cpp
-
-        llm = llama_cpp.Llama(str(path), lora_path=str(lora), n_ctx=1024, n_threads=threads, verbose=False)
-    try:
-        if prompt_format == "alpaca":
-            out = llm(alpaca_prompt(question, ""), max_tokens=max_tokens, temperature=0.0, stop=["### "])
-            return str(out["choices"][0]["text"]).strip()  # type: ignore[index]
-        reply = llm.create_chat_completion(
-            [{"role": "user", "content": question}], max_tokens=max_tokens, temperature=0.0
-        )
-        return str(reply["choices"][0]["message"]["content"] or "").strip()  # type: ignore[index]
-    finally:
-        llm.close()
+    return greedy_answer(path, question, prompt_format, threads, max_tokens, lora)

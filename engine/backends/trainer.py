@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.backends import state_io
 from engine.errors import UserError
+from engine.spec.prompts import alpaca_prompt, user_turn
 
 IGNORE = -100
 
@@ -40,18 +41,6 @@ class Encoded:
     @property
     def response_tokens(self) -> int:
         return sum(1 for x in self.labels if x != IGNORE)
-
-
-def alpaca_prompt(instruction: str, input_text: str) -> str:
-    """The prompt generation answered (Alpaca-style blocks); the response follows it."""
-    text = f"### Instruction:\n{instruction.strip()}\n\n"
-    if input_text.strip():
-        text += f"### Input:\n{input_text.strip()}\n\n"
-    return text + "### Response:\n"
-
-
-def user_turn(instruction: str, input_text: str) -> str:
-    return f"{instruction.strip()}\n\n{input_text.strip()}" if input_text.strip() else instruction.strip()
 
 
 def encode(tokenizer: Any, examples: Sequence[TrainExample], fmt: str, max_length: int) -> tuple[list[Encoded], int]:

@@ -70,26 +70,26 @@ def resolve(ctx: Context, project: Project, spec: str) -> Choice:
 
 
 def check_sampling(req: dict[str, Any]) -> dict[str, Any]:
-    """temperature, top_p, max_tokens and stop strings from a request, checked (UserError names the field)."""
-    out: dict[str, Any] = {}
-    for key, kind, default, ok, rule in (
-        ("temperature", float, 0.7, lambda v: 0 <= v <= 5, "between 0 and 5"),
-        ("top_p", float, 0.95, lambda v: 0 < v <= 1, "above 0 and at most 1"),
-        ("max_tokens", int, 256, lambda v: 1 <= v <= 32768, "between 1 and 32768"),
-    ):
-        raw = req.get(key, default)
-        try:
-            value = kind(raw)
-        except (TypeError, ValueError):
-            raise UserError(f"{key}: {raw!r} is not a number") from None
-        if not ok(value):
-            raise UserError(f"{key}: {raw!r} must be {rule}")
-        out[key] = value
-    stop = req.get("stop") or []
-    if not isinstance(stop, list) or not all(isinstance(t, str) and t for t in stop):
+    """temperature, top_p, max_tokens and stop strings from a request, checked against ChatSampling
+    (the defaults are its own); a UserError names the field."""
+    from pydantic import ValidationError
+
+    from engine.spec.chat import ChatSampling
+
+    data = {k: req[k] for k in ChatSampling.model_fields if req.get(k) is not None}
+    stop = data.get("stop", ())
+    if not isinstance(stop, list | tuple) or not all(isinstance(t, str) and t for t in stop):
         raise UserError("stop: expected a list of non-empty strings")
-    out["stop"] = stop
-    return out
+    try:
+        s = ChatSampling.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "sampling"
+        raw = data.get(name)
+        if "parsing" in err["type"] or err["type"].endswith("_type"):
+            raise UserError(f"{name}: {raw!r} is not a number") from None
+        raise UserError(f"{name}: {raw!r} must be {err['msg'].removeprefix('Input should be ')}") from None
+    return {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens, "stop": list(s.stop)}
 
 
 class Talker:
@@ -100,13 +100,13 @@ class Talker:
         self._loaded: dict[str, Any] = {}
 
     def model(self, choice: Choice) -> Any:
-        from engine.backends import chat_llm
+        from engine.backends.runtimes import llamacpp
 
         key = f"{choice.path}|{choice.lora}"
         if key not in self._loaded:
             while len(self._loaded) >= self.keep:
                 self._loaded.pop(next(iter(self._loaded))).close()
-            self._loaded[key] = chat_llm.load(choice.path, choice.lora, self.ctx.threads)
+            self._loaded[key] = llamacpp.load_llama(choice.path, self.ctx.threads, lora=choice.lora)
         return self._loaded[key]
 
     def turn(
@@ -122,7 +122,7 @@ class Talker:
         Nothing is stored when a model cannot load or llama.cpp refuses the prompt (a conversation
         longer than the context), so a failed turn leaves no unanswered question behind.
         """
-        from engine.backends import chat_llm
+        from engine.backends.runtimes import llamacpp
 
         choices = [resolve(self.ctx, self.project, spec) for spec in conversation.models]
         llms = [self.model(c) for c in choices]
@@ -130,7 +130,7 @@ class Talker:
         for pane, (c, llm) in enumerate(zip(choices, llms)):
             turns = chats.history(self.ctx.db, conversation.id, pane) + [{"role": "user", "content": text}]
             streams.append(
-                chat_llm.stream(
+                llamacpp.stream_reply(
                     llm,
                     c.prompt_format,
                     conversation.system,
@@ -164,7 +164,7 @@ class Talker:
         stopped = bool(should_stop())
         replies = []
         for pane, c in enumerate(choices):
-            tokens = chat_llm.count_tokens(llms[pane], texts[pane])
+            tokens = llamacpp.count_tokens(llms[pane], texts[pane])
             seconds = max(1e-6, busy[pane] - first[pane])  # the rate of generating, after the prompt
             replies.append(chats.Reply(pane, texts[pane].strip(), c.spec, tokens, seconds, stopped))
         chats.add_turn(self.ctx.db, conversation.id, text, replies)

@@ -41,6 +41,10 @@ class Context:
     def result(self, data: object) -> None:
         self.emit({"event": "result", "data": data})
 
+    def table(self, header: list[str], rows: list[list[object]], empty: str = "", **extra: object) -> None:
+        """A table result (the text renderer draws it; the TUI reads the rows)."""
+        self.result({"view": "table", "header": header, "rows": rows, **({"empty": empty} if empty else {}), **extra})
+
     def progress(self, stage: str, total: int | None, unit: str, done: int = 0) -> Progress:
         progress = Progress(self.emit, stage, total, unit, done)
         self.emit(progress.snapshot())

@@ -16,6 +16,7 @@ from typing import Any
 from engine import infile, paths
 from engine.errors import Problem, UserError, ValidationError
 from engine.schema import SeedDraft, check_seed
+from engine.spec import prompts
 from engine.store.records import Example
 
 FORMATS = ("alpaca", "sharegpt", "openai", "parquet")
@@ -24,9 +25,7 @@ IGNORED_FIELDS = ("id",)  # present in many exported files; carries nothing to i
 MAX_PROBLEMS = 200
 
 
-def user_turn(instruction: str, input_text: str) -> str:
-    """How an instruction and its input become one chat message."""
-    return f"{instruction}\n\n{input_text}" if input_text else instruction
+user_turn = prompts.user_turn
 
 
 def to_record(e: Example, fmt: str, system: str = "") -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from engine import paths
 from engine.errors import UserError
 from engine.eval_report import main_difference
+from engine.spec import prompts
 from engine.stages import chat, eval_data, models, scoring
 from engine.stages.context import Context, Interrupted
 from engine.stages.eval_data import EvalItem, EvalSet
@@ -30,7 +31,8 @@ FLUSH_EVERY = 8
 @dataclass(frozen=True)
 class ModelRef:
     spec: str
-    kind: str  # gguf | hf | hf-gguf
+    format: str  # gguf | hf
+    runtime: str  # llama.cpp | transformers
     path: Path
     lora: Path | None
 
@@ -54,17 +56,17 @@ def resolve_model(ctx: Context, project: Project, spec: str) -> ModelRef:
     if spec.startswith("hf:"):
         name = spec[3:]
         if name == "base":
-            kind, path, _ = models.resolve(ctx.db, project.base_model)
-            if kind not in ("gguf", "hf"):
+            fmt, path, _ = models.resolve(ctx.db, project.base_model)
+            if fmt not in ("gguf", "hf"):
                 raise UserError(f"the base model {project.base_model!r} cannot be loaded by transformers")
-            return ModelRef(spec, "hf-gguf" if kind == "gguf" else "hf", path, None)
+            return ModelRef(spec, fmt, "transformers", path, None)
         adapters.by_name(ctx.db, project, name)  # a clear error for an unknown expert
         merged = paths.child(ctx.workdir / "exports", name, "export") / "merged"
         if not (merged / "config.json").exists():
             raise UserError(f"{spec}: no merged model for {name!r} yet: export it first (selfspec-tui export)")
-        return ModelRef(spec, "hf", merged, None)
+        return ModelRef(spec, "hf", "transformers", merged, None)
     choice = chat.resolve(ctx, project, spec)
-    return ModelRef(choice.spec, "gguf", choice.path, choice.lora)
+    return ModelRef(choice.spec, "gguf", "llama.cpp", choice.path, choice.lora)
 
 
 def adapter_of(spec: str) -> str | None:
@@ -90,10 +92,7 @@ def default_models(ctx: Context, project: Project) -> list[str]:
 
 def prompt_for(item: EvalItem, demos: list[EvalItem]) -> str:
     """Alpaca blocks, as generation and training use: the demonstrations answered, then the item."""
-    from engine.backends.trainer import alpaca_prompt
-
-    text = "".join(alpaca_prompt(d.instruction, d.input) + d.output.strip() + "\n\n" for d in demos)
-    return text + alpaca_prompt(item.instruction, item.input)
+    return prompts.few_shot(((d.instruction, d.input, d.output) for d in demos), item.instruction, item.input)
 
 
 def score_item(scorer: Any, ev: EvalSet, item: EvalItem, prompt: str, max_tokens: int) -> evals.ItemScore:
@@ -116,7 +115,8 @@ def run_eval(
     max_tokens: int = 128,
     new: bool = False,
 ) -> dict[str, Any]:
-    from engine.backends.scorer import open_scorer
+    from engine.backends import registry
+    from engine.backends.types import ModelFile
 
     project = ctx.need_project()
     if not sets:
@@ -171,8 +171,9 @@ def run_eval(
         for ref in refs:
             if not any(todo[(ref.spec, s.name)] for s in sets):
                 continue
-            ctx.log(f"scoring with {ref.spec} ({ref.kind}) ...")
-            scorer = open_scorer(ref.spec, ref.kind, ref.path, ref.lora, ctx.threads)
+            ctx.log(f"scoring with {ref.spec} ({ref.format} on {ref.runtime}) ...")
+            model = ModelFile(ref.spec, ref.format, ref.path, ref.lora)
+            scorer = registry.open_scorer(model, ctx.threads, ref.runtime)
             try:
                 for s in sets:
                     batch: list[evals.ItemScore] = []

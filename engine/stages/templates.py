@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.spec.prompts import alpaca_block
+
 NO_INPUT = "<noinput>"
+BRAINSTORM_HEAD = "List of tasks:"
+"""the line after which a brainstorm prompt lists tasks (also a stop string: the model restarting)"""
+PASSAGES_HEAD = "Passages that may help"
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ def brainstorm_prompt(domain: str, demos: Sequence[Demo], reqs: Sequence[str]) -
         "Here are the requirements:",
         *(f"{i}. {r}" for i, r in enumerate(reqs, 1)),
         "",
-        "List of tasks:",
+        BRAINSTORM_HEAD,
         "",
     ]
     body = "\n".join(_task_block(i, d) for i, d in enumerate(demos, 1))
@@ -67,17 +72,11 @@ def brainstorm_prefix(n_demos: int) -> str:
 
 
 def brainstorm_stop(n_demos: int, per_prompt: int) -> tuple[str, ...]:
-    return (f"Task {n_demos + per_prompt + 1}\n", "List of tasks:", "Here are the requirements")
+    return (f"Task {n_demos + per_prompt + 1}\n", BRAINSTORM_HEAD, "Here are the requirements")
 
 
 def _answer_block(d: Demo, with_output: bool) -> str:
-    text = f"### Instruction:\n{d.instruction.strip()}\n\n"
-    if d.input.strip():
-        text += f"### Input:\n{d.input.strip()}\n\n"
-    text += "### Response:\n"
-    if with_output:
-        text += d.output.strip() + "\n\n"
-    return text
+    return alpaca_block(d.instruction, d.input, d.output if with_output else None)
 
 
 @dataclass(frozen=True)
@@ -95,11 +94,11 @@ def response_prompt(domain: str, demos: Sequence[Demo], passages: Sequence[Passa
     context = ""
     if passages:
         context = (
-            "Passages that may help with the next task:\n"
+            f"{PASSAGES_HEAD} with the next task:\n"
             + "".join(f"[{i}] ({p.source}) {' '.join(p.text.split())}\n" for i, p in enumerate(passages, 1))
             + "\n"
         )
     return head + shots + context + _answer_block(task, False)
 
 
-RESPONSE_STOP = ("### Instruction", "\n### ", "Passages that may help")
+RESPONSE_STOP = ("### Instruction", "\n### ", PASSAGES_HEAD)

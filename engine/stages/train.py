@@ -18,14 +18,15 @@ from typing import Any
 
 from engine import paths
 from engine.errors import UserError
+from engine.spec.kinds import JobStatus
+from engine.spec.train import TrainConfig, build, describe_errors, run_control
 from engine.stages import models
 from engine.stages.context import Context, Interrupted
-from engine.stages.train_config import RUN_CONTROL, TrainConfig, build, describe_errors
 from engine.store import adapters
 from engine.store.adapters import Adapter, StepRecord
 from engine.store.examples import training_set
 
-UNFINISHED = ("training", "interrupted", "failed")
+UNFINISHED = (JobStatus.TRAINING, JobStatus.INTERRUPTED, JobStatus.FAILED)
 DATA_FILE = "data.jsonl"
 
 
@@ -43,7 +44,7 @@ def _snapshot(folder: Path, rows: list[dict[str, Any]]) -> str:
 
 def open_training(ctx: Context, options: dict[str, Any], name: str | None, resume: str | None, new: bool) -> Adapter:
     """The adapter to train: --resume NAME, the project's unfinished newest one, or a new one."""
-    from pydantic import ValidationError
+    from engine.stages.resume import fresh, reconcile
 
     if name is not None:
         paths.validate_name(name, "adapter")  # before anything else: a name becomes a folder
@@ -57,48 +58,44 @@ def open_training(ctx: Context, options: dict[str, Any], name: str | None, resum
     else:
         unfinished = [a for a in existing if a.status in UNFINISHED]
         adapter = unfinished[-1] if unfinished and not new else None
-    try:
-        if adapter is None:
-            cfg = build(options)
-            models.resolve(ctx.db, project.base_model)
-            rows = [
-                {"id": e.id, "version": e.version, "instruction": e.instruction, "input": e.input, "output": e.output}
-                for e in training_set(ctx.db, project, cfg.include_pending)
-            ]
-            if not rows:
-                raise UserError(
-                    "the training set is empty: accept examples in Review (v) or with `review accept`,"
-                    " or pass --include-pending to train on unreviewed ones"
-                )
-            taken = {a.name for a in existing}
-            name = (
-                name
-                if name is not None
-                else next(f"expert-{i}" for i in range(1, len(taken) + 2) if f"expert-{i}" not in taken)
-            )
-            folder = paths.child(ctx.workdir / "adapters", name, "adapter")
-            if name in taken:
-                raise UserError(f"{project.name} already has an adapter named {name!r}")
-            fingerprint = _snapshot(folder, rows)
-            body = {"train": cfg.model_dump(mode="json"), "model": project.base_model}
-            adapter = adapters.create(ctx.db, project, name, body, fingerprint, len(rows), str(folder))
-            ctx.log(f"new adapter {name!r}: {len(rows)} examples, fingerprint {fingerprint[:12]}")
-            return adapter
-        stored = TrainConfig.model_validate(adapter.config["train"])
-        control = {k: options.pop(k) for k in list(options) if k in RUN_CONTROL}
-        if build(options, stored) != stored:
-            changed = sorted(k for k in options if build({k: options[k]}, stored) != stored)
-            raise UserError(
-                f"adapter {adapter.name!r} is unfinished and was started with other settings"
-                f" ({', '.join(changed)}); run without them to resume it, or pass --new to train another"
-            )
-        if control:
-            updated = build(control, stored)
-            adapters.set_config(ctx.db, adapter.id, {**adapter.config, "train": updated.model_dump(mode="json")})
-            adapter = adapters.get(ctx.db, adapter.id)
-    except ValidationError as exc:
-        raise UserError(describe_errors(exc)) from exc
+    if adapter is None:
+        return _new_adapter(ctx, fresh(options, build, describe_errors), name, existing)
+    stored = TrainConfig.model_validate(adapter.config["train"])
+    what = f"adapter {adapter.name!r}"
+    updated, changed = reconcile(what, stored, options, build, run_control(), describe_errors, "to train another")
+    if changed:
+        adapters.set_config(ctx.db, adapter.id, {**adapter.config, "train": updated.model_dump(mode="json")})
+        adapter = adapters.get(ctx.db, adapter.id)
     ctx.log(f"resuming adapter {adapter.name!r} ({adapter.status})")
+    return adapter
+
+
+def _new_adapter(ctx: Context, cfg: TrainConfig, name: str | None, existing: list[Adapter]) -> Adapter:
+    """Freeze the training set and record a new adapter (its folder named after it)."""
+    project = ctx.need_project()
+    models.resolve(ctx.db, project.base_model)
+    rows = [
+        {"id": e.id, "version": e.version, "instruction": e.instruction, "input": e.input, "output": e.output}
+        for e in training_set(ctx.db, project, cfg.include_pending)
+    ]
+    if not rows:
+        raise UserError(
+            "the training set is empty: accept examples in Review (v) or with `review accept`,"
+            " or pass --include-pending to train on unreviewed ones"
+        )
+    taken = {a.name for a in existing}
+    name = (
+        name
+        if name is not None
+        else next(f"expert-{i}" for i in range(1, len(taken) + 2) if f"expert-{i}" not in taken)
+    )
+    folder = paths.child(ctx.workdir / "adapters", name, "adapter")
+    if name in taken:
+        raise UserError(f"{project.name} already has an adapter named {name!r}")
+    fingerprint = _snapshot(folder, rows)
+    body = {"train": cfg.model_dump(mode="json"), "model": project.base_model}
+    adapter = adapters.create(ctx.db, project, name, body, fingerprint, len(rows), str(folder))
+    ctx.log(f"new adapter {name!r}: {len(rows)} examples, fingerprint {fingerprint[:12]}")
     return adapter
 
 

@@ -1,4 +1,9 @@
-"""A deterministic hashing embedder for fast tests (enabled only by SELFSPEC_TEST_FAKES=1)."""
+"""The tests' plugin (SELFSPEC_PLUGINS=fakes): a hashing embedder and a deterministic generator.
+
+Importing this module registers them with the engine's registry, as any runtime plugin would:
+the model name `fake-generator` runs on the `fake` runtime, embedder names starting with
+`fake-hash` build a HashEmbedder. Product code never names either.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,15 @@ import hashlib
 import os
 import re
 import time
+from pathlib import Path
 
 import numpy as np
+
+from engine.backends import registry
+from engine.backends.types import Completion, cut_at_stop
+from engine.stages.templates import BRAINSTORM_HEAD, PASSAGES_HEAD
+
+FAKE_MODEL = "fake-generator"
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -137,14 +149,12 @@ class FakeGenerator:
 
     def _answer(self, prompt: str, seed: int) -> str:
         rng = self._rng(prompt, seed)
-        cited = "[1]" if "Passages that may help" in prompt else "general knowledge"
+        cited = "[1]" if PASSAGES_HEAD in prompt else "general knowledge"
         return f"According to {cited}, the answer is {rng.choice(['yes', 'no', 'maybe'])} because " + " ".join(
             rng.sample(_TOPICS, 3)
         )
 
     def generate(self, prompts, sampling, seeds, cancel):  # type: ignore[no-untyped-def]
-        from engine.backends.generator import Completion, cut_at_stop
-
         delay = float(os.environ.get("SELFSPEC_FAKE_GEN_DELAY", "0") or 0)
         out = []
         for prompt, seed in zip(prompts, seeds):
@@ -152,7 +162,7 @@ class FakeGenerator:
                 break
             if delay:
                 time.sleep(delay)
-            text = self._tasks(prompt, seed) if "List of tasks:" in prompt else self._answer(prompt, seed)
+            text = self._tasks(prompt, seed) if BRAINSTORM_HEAD in prompt else self._answer(prompt, seed)
             text, stopped = cut_at_stop(text, sampling.stop)
             words = text.split(" ")
             finish = "stop"
@@ -163,3 +173,12 @@ class FakeGenerator:
 
     def close(self) -> None:
         pass
+
+
+def open_generator(model: object, options: object) -> FakeGenerator:
+    return FakeGenerator()
+
+
+registry.register_runtime(registry.Runtime("fake", __name__, ("fake",), default_for=("fake",)))
+registry.register_model(FAKE_MODEL, registry.NamedModel("fake", Path(FAKE_MODEL), "fake"))
+registry.register_embedder("fake-hash", lambda name: HashEmbedder())

@@ -1,0 +1,150 @@
+"""The generation config: frozen, validated, stored with the generation and every example's provenance.
+
+Field descriptions are the command line's help; `META` adds flags, form labels and which knobs the
+TUI form shows."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.spec.stage import Knob, build, knobs_of
+from engine.spec.stage import describe_errors as describe
+
+TEMPLATE_VERSION = "ss-v1"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class Sampling(Strict):
+    temperature: float = Field(default=1.0, ge=0.0, le=5.0)
+    top_p: float = Field(default=0.98, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=768, ge=1, le=32768)
+
+
+class FilterConfig(Strict):
+    rouge_threshold: float = Field(default=0.7, gt=0.0, le=1.0)
+    """drop a task whose ROUGE-L F with any seed or kept instruction is above this"""
+    min_words: int = Field(default=4, ge=1)
+    """shortest instruction kept, in words"""
+    max_words: int = Field(default=150, ge=1)
+    """longest instruction kept, in words"""
+    max_input_words: int = Field(default=400, ge=1)
+    """longest input kept, in words"""
+
+
+class GenerateConfig(Strict):
+    template: str = TEMPLATE_VERSION
+    seed: int = 0
+    """every prompt's randomness derives from (seed, stage, item index)"""
+    seed_set: str = ""
+    """restrict demonstrations to one seed set ('' = all of the project's seeds)"""
+    k_seeds: int = Field(default=3, ge=1, le=20)
+    """demonstrations per brainstorm prompt"""
+    k_generated: int = Field(default=0, ge=0, le=20)
+    """how many of the brainstorm demonstrations come from already kept tasks"""
+    tasks_per_prompt: int = Field(default=4, ge=1, le=20)
+    """new tasks asked of each prompt"""
+    topics: tuple[str, ...] = ()
+    """a domain topic to cover (repeatable)"""
+    brainstorm: Sampling = Sampling()
+    respond: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=512)
+    retrieval: bool = True
+    """answer with retrieved corpus passages (off: the paper's non-retrieval variant)"""
+    passages: int = Field(default=5, ge=1, le=20)
+    """retrieved passages per answer"""
+    demos: int = Field(default=5, ge=0, le=20)
+    """seed demonstrations per answer prompt"""
+    filters: FilterConfig = FilterConfig()
+    batch_size: int = Field(default=8, ge=1, le=512)
+    """prompts per batch on the transformers backend (llama.cpp answers one at a time)"""
+    context: int = Field(default=4096, ge=256, le=131072)
+    """context window to use, in tokens"""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """where the transformers runtime runs"""
+    backend: str = "auto"
+    """runtime: auto (llama.cpp for GGUF, transformers for HF folders) or a registered runtime's name"""
+    max_prompts: int = Field(default=0, ge=0)
+    """stop brainstorming after this many prompts even if the target is not reached (0: 20 x target + 20)"""
+
+    def prompt_budget(self, target: int) -> int:
+        return self.max_prompts or 20 * target + 20
+
+
+class GenerateRun(Strict):
+    """Settings of a generation that are not part of its data identity."""
+
+    target: int = Field(default=5000, ge=1, description="examples wanted (on resume: change the target)")
+
+
+# option name -> (section, field) in GenerateConfig: the CLI's flags and the TUI's form fields
+FLAT: dict[str, tuple[str, ...]] = {
+    "seed": ("seed",),
+    "seed_set": ("seed_set",),
+    "k_seeds": ("k_seeds",),
+    "k_generated": ("k_generated",),
+    "tasks_per_prompt": ("tasks_per_prompt",),
+    "topics": ("topics",),
+    "temperature": ("brainstorm", "temperature"),
+    "top_p": ("brainstorm", "top_p"),
+    "max_tokens": ("brainstorm", "max_tokens"),
+    "response_temperature": ("respond", "temperature"),
+    "response_top_p": ("respond", "top_p"),
+    "response_max_tokens": ("respond", "max_tokens"),
+    "retrieval": ("retrieval",),
+    "passages": ("passages",),
+    "demos": ("demos",),
+    "rouge_threshold": ("filters", "rouge_threshold"),
+    "min_words": ("filters", "min_words"),
+    "max_words": ("filters", "max_words"),
+    "max_input_words": ("filters", "max_input_words"),
+    "batch_size": ("batch_size",),
+    "context": ("context",),
+    "device": ("device",),
+    "backend": ("backend",),
+    "max_prompts": ("max_prompts",),
+}
+_HIDDEN = {"form": False}
+# flags, form labels and help for the nested sampling fields (shared sub-models say nothing of which stage)
+META: dict[str, dict[str, object]] = {
+    "seed": {"default": None, "label": "seed (blank: random)", "help": "random seed of the generation (a new one)"},
+    "seed_set": _HIDDEN,
+    "k_seeds": {"flag": "--k", "label": "demos per brainstorm"},
+    "k_generated": _HIDDEN,
+    "topics": {**_HIDDEN, "flag": "--topic"},
+    "temperature": {"help": "brainstorm sampling temperature"},
+    "top_p": {"label": "top-p", "help": "brainstorm top-p"},
+    "max_tokens": {"label": "brainstorm max tokens", "help": "brainstorm max new tokens"},
+    "response_temperature": {**_HIDDEN, "help": "answer temperature (0: greedy)"},
+    "response_top_p": {**_HIDDEN, "help": "answer top-p"},
+    "response_max_tokens": {"label": "answer max tokens", "help": "answer max new tokens"},
+    "passages": {"label": "passages per answer"},
+    "demos": {"label": "demos per answer"},
+    "rouge_threshold": {"label": "ROUGE-L threshold"},
+    "min_words": _HIDDEN,
+    "max_words": _HIDDEN,
+    "max_input_words": _HIDDEN,
+    "batch_size": {"label": "batch size (HF)"},
+    "context": _HIDDEN,
+    "device": _HIDDEN,
+    "backend": _HIDDEN,
+    "max_prompts": {**_HIDDEN, "run_control": True},
+}
+
+
+def knobs() -> tuple[Knob, ...]:
+    run = knobs_of(GenerateRun, meta={"target": {"label": "target examples", "run_control": True}})
+    return run + knobs_of(GenerateConfig, FLAT, META)
+
+
+def build_config(options: dict[str, object], base: GenerateConfig | None = None) -> GenerateConfig:
+    """A config from flat options over `base` (defaults when None); ValidationError names the option."""
+    return build(GenerateConfig, knobs(), options, base)  # type: ignore[no-any-return]
+
+
+def describe_errors(exc: Exception) -> str:
+    """pydantic errors as '--flag: message' lines, with the CLI's option names."""
+    return describe(exc, knobs())
