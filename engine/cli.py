@@ -11,6 +11,7 @@ from typing import Any
 
 from engine import render, runner
 from engine.events import json_sink
+from engine.spec import events as ev
 from engine.spec.commands import BY_NAME, COMMANDS, GROUPS
 from engine.spec.stage import PROJECT, Command, Knob
 
@@ -18,7 +19,7 @@ from engine.spec.stage import PROJECT, Command, Knob
 def knob_help(k: Knob) -> str:
     """A knob's help on the command line: its description and the default the config holds."""
     shown = k.default_text()
-    return f"{k.help} (default {shown})" if shown and shown != "()" else k.help
+    return f"{k.help} (default {shown})" if shown else k.help
 
 
 def _add_knob(p: argparse.ArgumentParser, k: Knob) -> None:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     emit = json_sink() if args.format == "json" else render.text_sink()
     bad = _bad_argument(args)
     if bad:
-        emit({"event": "failed", "stage": key, "run_id": None, "error": bad, "kind": "input"})
+        emit(ev.Failed(bad, key, None, "input"))
         return runner.EXIT_USER
     project = getattr(args, "project", None) if command.project else None
     config = {k: v for k, v in vars(args).items() if k not in ("format", "group", "cmd")}

@@ -41,3 +41,7 @@ class ValidationError(UserError):
         if len(self.problems) > limit:
             lines.append(f"... and {len(self.problems) - limit} more problems")
         return "\n".join(lines)
+
+
+class Interrupted(Exception):
+    """Raised by a stage at a safe point after a stop was requested (SIGTERM, Ctrl-C)."""

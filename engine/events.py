@@ -1,7 +1,6 @@
-"""The engine's one output channel: JSON-lines events on stdout.
+"""The engine's one output channel: JSON-lines events on stdout (their types: engine.spec.events).
 
-Event kinds: started, progress, log, result, finished, failed, interrupted. The TUI reads
-them from the child process; `--format text` renders the same events for a person.
+The TUI reads them from the child process; `--format text` renders the same events for a person.
 """
 
 from __future__ import annotations
@@ -13,14 +12,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TextIO
 
-Event = dict[str, Any]
-Sink = Callable[[Event], None]
+from engine.spec import events as ev
+
+Event = ev.Event | dict[str, Any]
+Sink = Callable[[Any], None]
 
 
 def json_sink(stream: TextIO | None = None) -> Sink:
     def emit(event: Event) -> None:
         out = stream or sys.stdout
-        out.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+        out.write(json.dumps(ev.to_dict(event), ensure_ascii=False, default=str) + "\n")
         out.flush()
 
     return emit
@@ -37,26 +38,26 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{seconds}s"
 
 
-def describe_progress(event: Event) -> str:
-    done, total, unit = event.get("done", 0), event.get("total"), event.get("unit", "items")
-    rate = event.get("rate")
+def describe_progress(event: ev.Progress) -> str:
+    """One line: done/total, rate, ETA and the stage's own figures."""
+    done, total, unit, x = event.done, event.total, event.unit, event.extra
     parts = [f"{done}/{total} {unit}" if total else f"{done} {unit}"]
-    if rate:
-        parts.append(f"{rate:.1f} {unit}/s")
+    if event.rate:
+        parts.append(f"{event.rate:.1f} {unit}/s")
     if total:
-        parts.append(f"ETA {_fmt_eta(event.get('eta_s'))}")
-    if event.get("loss") is not None:
-        parts.append(f"loss {event['loss']:.4f}")
-    if event.get("val_loss") is not None:
-        parts.append(f"val {event['val_loss']:.4f}")
-    if event.get("lr") is not None:
-        parts.append(f"lr {event['lr']:.2e}")
-    if event.get("tokens_per_s"):
-        parts.append(f"{event['tokens_per_s']:.0f} tok/s")
-    counters = event.get("counters") or {}
+        parts.append(f"ETA {_fmt_eta(event.eta_s)}")
+    if x.get("loss") is not None:
+        parts.append(f"loss {x['loss']:.4f}")
+    if x.get("val_loss") is not None:
+        parts.append(f"val {x['val_loss']:.4f}")
+    if x.get("lr") is not None:
+        parts.append(f"lr {x['lr']:.2e}")
+    if x.get("tokens_per_s"):
+        parts.append(f"{x['tokens_per_s']:.0f} tok/s")
+    counters = x.get("counters") or {}
     if counters:
         parts.append(", ".join(f"{k} {v}" for k, v in counters.items()))
-    dropped = event.get("dropped") or {}
+    dropped = x.get("dropped") or {}
     if dropped:
         top = sorted(dropped.items(), key=lambda kv: -kv[1])[:4]
         parts.append("dropped: " + ", ".join(f"{k} {v}" for k, v in top))
@@ -89,19 +90,18 @@ class Progress:
             return None
         return (d1 - d0) / (t1 - t0)
 
-    def snapshot(self) -> Event:
+    def snapshot(self) -> ev.Progress:
         rate = self.rate()
         eta = None
         if rate and self.total is not None:
             eta = max(0.0, (self.total - self.done) / rate)
-        return {
-            "event": "progress",
-            "stage": self.stage,
-            "done": self.done,
-            "total": self.total,
-            "unit": self.unit,
-            "rate": round(rate, 3) if rate else None,
-            "eta_s": round(eta, 1) if eta is not None else None,
-            "elapsed_s": round(time.monotonic() - self._start, 1),
-            **self.extra,
-        }
+        return ev.Progress(
+            stage=self.stage,
+            done=self.done,
+            total=self.total,
+            unit=self.unit,
+            rate=round(rate, 3) if rate else None,
+            eta_s=round(eta, 1) if eta is not None else None,
+            elapsed_s=round(time.monotonic() - self._start, 1),
+            extra=dict(self.extra),
+        )

@@ -60,27 +60,25 @@ def text_sink(stream: Any = None) -> Any:
     import time
 
     from engine.events import describe_progress
+    from engine.spec import events as ev
 
     last = [0.0]
 
-    def emit(event: dict[str, Any]) -> None:
+    def emit(raw: Any) -> None:
         err = stream or sys.stderr
-        kind = event.get("event")
-        if kind == "progress":
+        event = ev.parse(ev.to_dict(raw))
+        if isinstance(event, ev.Progress):
             now = time.monotonic()
-            final = bool(event.get("total")) and event.get("done") == event.get("total")
+            final = bool(event.total) and event.done == event.total
             if now - last[0] < 0.5 and not final:
                 return
             last[0] = now
             tty = err.isatty()
-            err.write(
-                f"{event.get('stage', '')}: {describe_progress(event)}" + ("\033[K\r" if tty and not final else "\n")
-            )
-        elif kind == "log":
-            level = event.get("level", "info")
-            err.write(("" if level == "info" else f"{level}: ") + f"{event.get('message', '')}\n")
-        elif kind == "result":
-            data = event.get("data") or {}
+            err.write(f"{event.stage}: {describe_progress(event)}" + ("\033[K\r" if tty and not final else "\n"))
+        elif isinstance(event, ev.Log):
+            err.write(("" if event.level == "info" else f"{event.level}: ") + f"{event.message}\n")
+        elif isinstance(event, ev.Result):
+            data = event.data or {}
             view = data.get("view")
             if view == "table":
                 out(table(data["rows"], data["header"]) if data["rows"] else data.get("empty", "(none)"))
@@ -88,12 +86,12 @@ def text_sink(stream: Any = None) -> Any:
                 out(hits(data["hits"]))
             else:
                 out(summary(data))
-        elif kind == "finished" and event.get("summary"):
-            out(summary(event["summary"]))
-        elif kind == "failed":
-            err.write(f"error: {event.get('error', '')}\n")
-        elif kind == "interrupted":
-            err.write(f"interrupted: {event.get('message', '')}\n")
+        elif isinstance(event, ev.Finished) and event.summary:
+            out(summary(event.summary))
+        elif isinstance(event, ev.Failed):
+            err.write(f"error: {event.error}\n")
+        elif isinstance(event, ev.Interrupted):
+            err.write(f"interrupted: {event.message}\n")
         err.flush()
 
     return emit

@@ -16,6 +16,7 @@ from typing import Any
 from engine import paths
 from engine.errors import UserError
 from engine.events import Sink
+from engine.spec import events as ev
 from engine.stages.context import Context, Interrupted
 from engine.store import open_store, projects, runs
 from engine.store.db import StoreError, explain
@@ -167,57 +168,42 @@ def _execute(
         if record:
             run_id = runs.start(db, project.id if project else None, stage, config or {})
             ctx.run_id = run_id
-        emit({"event": "started", "stage": stage, "run_id": run_id, "pid": os.getpid(), "project": project_name})
+        emit(ev.Started(stage, run_id, os.getpid(), project_name))
         summary = body(ctx) or {}
         partial = bool(summary.get("problems"))
         if run_id:
             runs.end(db, run_id, "finished", _counts(summary))
-        emit({"event": "finished", "stage": stage, "run_id": run_id, "summary": summary})
+        emit(ev.Finished(stage, run_id, summary))
         return EXIT_PARTIAL if partial else EXIT_OK
     except (Interrupted, KeyboardInterrupt):
         _end_quietly(db, run_id, "stopped on request", "interrupted")
-        emit(
-            {
-                "event": "interrupted",
-                "stage": stage,
-                "run_id": run_id,
-                "message": "stopped on request; run the same command again to resume",
-            }
-        )
+        emit(ev.Interrupted(stage, run_id))
         return EXIT_INTERRUPTED
     except UserError as exc:
         _end_quietly(db, run_id, str(exc))
-        kind = "store" if isinstance(exc, StoreError) else "input"
-        emit({"event": "failed", "stage": stage, "run_id": run_id, "error": str(exc), "kind": kind})
+        kind: ev.ErrorKind = "store" if isinstance(exc, StoreError) else "input"
+        emit(ev.Failed(str(exc), stage, run_id, kind))
         return EXIT_USER
     except sqlite3.Error as exc:  # the store itself: locked, read-only, damaged, disk full
         err = explain(exc)
         _end_quietly(db, run_id, str(err))
-        emit({"event": "failed", "stage": stage, "run_id": run_id, "error": str(err), "kind": "store"})
+        emit(ev.Failed(str(err), stage, run_id, "store"))
         return EXIT_USER
     except RecursionError:
         message = "the input is nested too deeply to read (more than about 900 levels of lists or objects)"
         _end_quietly(db, run_id, message)
-        emit({"event": "failed", "stage": stage, "run_id": run_id, "error": message, "kind": "input"})
+        emit(ev.Failed(message, stage, run_id, "input"))
         return EXIT_USER
     except OSError as exc:  # disk full, permissions, vanished files: the user can act on these
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         message = f"file system error{where}: {exc.strerror or exc}"
         _end_quietly(db, run_id, message)
-        emit({"event": "failed", "stage": stage, "run_id": run_id, "error": message, "kind": "io"})
+        emit(ev.Failed(message, stage, run_id, "io"))
         return EXIT_USER
     except Exception as exc:  # a bug: full traceback to the log file, one line to the user
         where = _write_crash_log(stage)
         _end_quietly(db, run_id, f"{type(exc).__name__}: {exc}")
-        emit(
-            {
-                "event": "failed",
-                "stage": stage,
-                "run_id": run_id,
-                "kind": "internal",
-                "error": f"internal error {type(exc).__name__}: {exc} (details in {where})",
-            }
-        )
+        emit(ev.Failed(f"internal error {type(exc).__name__}: {exc} (details in {where})", stage, run_id, "internal"))
         return EXIT_BUG
 
 

@@ -1,7 +1,8 @@
 """Talks to `python -m engine` children: one-shot runs that stream events, and a search session.
 
 The front end never runs ML code itself: a crash or OOM in the child cannot take the UI down,
-and cancelling is a real SIGTERM that the engine answers with an `interrupted` event.
+and cancelling is a real SIGTERM that the engine answers with an `interrupted` event. Every line
+the child prints is turned into a typed event (engine.spec.events) before a screen sees it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-Event = dict[str, Any]
+from engine.spec import events as ev
+
+Event = ev.Event
 OnEvent = Callable[[Event], Awaitable[None] | None]
 STDERR_TAIL = 40
 
@@ -23,18 +26,24 @@ def engine_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "engine", "--format", "json", *args]
 
 
+def decode(raw: bytes) -> Event | None:
+    """A typed event from one line of a child's stdout; None for stray library output."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    return ev.parse(obj) if isinstance(obj, dict) else None
+
+
 async def next_event(stream: asyncio.StreamReader | None, what: str) -> Event:
-    """The next JSON object line from a child's stdout (stray library output is skipped)."""
+    """The next event from a child's stdout (stray library output is skipped)."""
     assert stream is not None
     while True:
         raw = await stream.readline()
         if not raw:
-            return {"event": "eof", "error": f"the {what} process exited"}
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
+            return ev.Exited(f"the {what} process exited")
+        event = decode(raw)
+        if event is not None:
             return event
 
 
@@ -49,14 +58,26 @@ async def keep_tail(stream: asyncio.StreamReader | None, tail: list[str]) -> Non
 @dataclass
 class RunOutcome:
     code: int
-    last: Event | None
+    last: ev.Finished | ev.Failed | ev.Interrupted | None
     stderr_tail: list[str] = field(default_factory=list)
 
     @property
+    def finished(self) -> ev.Finished | None:
+        return self.last if isinstance(self.last, ev.Finished) else None
+
+    @property
+    def interrupted(self) -> bool:
+        return isinstance(self.last, ev.Interrupted)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.last.summary if isinstance(self.last, ev.Finished) else {}
+
+    @property
     def message(self) -> str:
-        if self.last and self.last.get("event") == "failed":
-            return str(self.last.get("error", "failed"))
-        if self.last and self.last.get("event") == "interrupted":
+        if isinstance(self.last, ev.Failed):
+            return self.last.error or "failed"
+        if isinstance(self.last, ev.Interrupted):
             return "cancelled; run it again to resume"
         if self.code not in (0, 3) and not self.last:
             tail = " | ".join(self.stderr_tail[-3:])
@@ -81,14 +102,13 @@ class EngineRun:
             stderr=asyncio.subprocess.PIPE,
         )
         drain = asyncio.create_task(keep_tail(self.proc.stderr, self._stderr))
-        last: Event | None = None
+        last: Any = None
         assert self.proc.stdout is not None
         async for raw in self.proc.stdout:
-            try:
-                event = json.loads(raw)
-            except ValueError:
+            event = decode(raw)
+            if event is None:
                 continue  # stray output from a library; events are whole JSON lines
-            if event.get("event") in ("finished", "failed", "interrupted"):
+            if isinstance(event, ev.ENDINGS):
                 last = event
             maybe = on_event(event)
             if asyncio.iscoroutine(maybe):
@@ -97,7 +117,7 @@ class EngineRun:
         await drain
         if last is None and self.cancelled and code != 0:
             # cancelled before the child could answer (e.g. still importing): the work it stored is kept
-            last = {"event": "interrupted", "early": True}
+            last = ev.Interrupted(early=True)
         return RunOutcome(code, last, self._stderr[-STDERR_TAIL:])
 
     def cancel(self) -> None:
@@ -123,16 +143,16 @@ class SearchSession:
         )
         while True:
             event = await self._next_event()
-            if event.get("event") == "ready":
+            if isinstance(event, ev.Ready):
                 return
-            if event.get("event") in ("failed", "eof"):
-                raise RuntimeError(event.get("error", "search engine did not start"))
+            if isinstance(event, ev.Failed | ev.Exited):
+                raise RuntimeError(event.error or "search engine did not start")
 
     async def _next_event(self) -> Event:
         assert self.proc is not None
         return await next_event(self.proc.stdout, "search")
 
-    async def query(self, text: str, k: int = 5) -> list[Event]:
+    async def query(self, text: str, k: int = 5) -> list[dict[str, Any]]:
         """Top passages for `text`; raises RuntimeError with the engine's message on failure."""
         async with self._lock:
             if self.proc is None or self.proc.returncode is not None:
@@ -142,12 +162,12 @@ class SearchSession:
             await self.proc.stdin.drain()
             while True:
                 event = await self._next_event()
-                if event.get("event") == "result":
-                    return list(event["data"]["hits"])
-                if event.get("event") == "log" and event.get("level") == "error":
-                    raise RuntimeError(str(event.get("message")))
-                if event.get("event") in ("failed", "eof"):
-                    raise RuntimeError(str(event.get("error")))
+                if isinstance(event, ev.Result):
+                    return list(event.data["hits"])
+                if isinstance(event, ev.Log) and event.level == "error":
+                    raise RuntimeError(event.message)
+                if isinstance(event, ev.Failed | ev.Exited):
+                    raise RuntimeError(event.error)
 
     async def close(self) -> None:
         if self.proc and self.proc.returncode is None:
@@ -173,7 +193,7 @@ class ChatSession:
         self._pump: asyncio.Task[None] | None = None
         self._stderr: list[str] = []
 
-    async def start(self) -> list[Event]:
+    async def start(self) -> list[dict[str, str]]:
         """Start the child; returns the models it can chat with (spec and label each)."""
         self.proc = await asyncio.create_subprocess_exec(
             *engine_argv("chat", "--project", self.project, "--serve"),
@@ -184,12 +204,12 @@ class ChatSession:
         asyncio.create_task(keep_tail(self.proc.stderr, self._stderr))
         while True:
             event = await self._next_event()
-            if event.get("event") == "ready":
+            if isinstance(event, ev.Ready):
                 self._pump = asyncio.create_task(self._forward())
-                return list(event.get("models") or [])
-            if event.get("event") in ("failed", "eof"):
+                return list(event.models)
+            if isinstance(event, ev.Failed | ev.Exited):
                 tail = " | ".join(self._stderr[-2:])
-                raise RuntimeError(str(event.get("error") or tail or "the chat engine did not start"))
+                raise RuntimeError(event.error or tail or "the chat engine did not start")
 
     async def _next_event(self) -> Event:
         assert self.proc is not None
@@ -198,35 +218,35 @@ class ChatSession:
     async def _forward(self) -> None:
         while True:
             event = await self._next_event()
-            if event.get("event") == "eof":
+            if isinstance(event, ev.Exited):
                 await asyncio.sleep(0.05)  # let stderr catch up
                 tail = " | ".join(self._stderr[-2:])
-                event = {"event": "exited", "error": "the chat process exited" + (f": {tail}" if tail else "")}
+                event = ev.Exited("the chat process exited" + (f": {tail}" if tail else ""))
             maybe = self.on_event(event)
             if asyncio.iscoroutine(maybe):
                 await maybe
-            if event["event"] == "exited":
+            if isinstance(event, ev.Exited):
                 return
 
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
-    async def _write(self, request: Event) -> None:
+    async def _write(self, request: ev.LoadRequest | ev.SendRequest | ev.StopRequest) -> None:
         if not self.alive:
             raise RuntimeError("the chat process is not running")
         assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(request) + "\n").encode())
+        self.proc.stdin.write((json.dumps(ev.request_dict(request)) + "\n").encode())
         await self.proc.stdin.drain()
 
-    async def send(self, request: Event) -> None:
-        await self._write({"op": "send", **request})
+    async def send(self, request: ev.SendRequest) -> None:
+        await self._write(request)
 
     async def stop(self) -> None:
-        await self._write({"op": "stop"})
+        await self._write(ev.StopRequest())
 
     async def load(self, models: list[str]) -> None:
-        await self._write({"op": "load", "models": models})
+        await self._write(ev.LoadRequest(models))
 
     async def close(self) -> None:
         if self.alive and self.proc is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.backends.runtimes.llamacpp import c_stderr_to_log, greedy_answer, load_llama
-from engine.errors import UserError
+from engine.errors import Interrupted, UserError
 
 QUANTS = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
 
@@ -90,8 +90,6 @@ def convert(
         try:
             while proc.poll() is None:
                 if should_stop():
-                    from engine.stages.context import Interrupted
-
                     raise Interrupted()
                 time.sleep(0.2)
         finally:

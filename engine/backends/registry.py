@@ -3,7 +3,7 @@
 `auto` picks the runtime registered as the default for the model's file format (GGUF: llama.cpp,
 Hugging Face folders: transformers). Plugins named in SELFSPEC_PLUGINS (comma-separated module
 names, inherited by engine children) may register runtimes, named models and embedders; the
-tests register their fakes this way, so product code never names one.
+test suite registers its stand-in runtime and embedder this way, so product code never names them.
 """
 
 from __future__ import annotations

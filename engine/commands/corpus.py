@@ -10,6 +10,7 @@ from typing import Any
 
 from engine import render
 from engine.errors import UserError
+from engine.spec import events as ev
 from engine.stages.context import Context
 
 
@@ -54,7 +55,7 @@ def serve(ctx: Context, a: Namespace) -> None:
     from engine.stages.corpus import Searcher
 
     searcher = Searcher(ctx)
-    ctx.emit({"event": "ready"})
+    ctx.emit(ev.Ready())
     for line in sys.stdin:
         if ctx.should_stop():
             break

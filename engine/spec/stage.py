@@ -1,4 +1,4 @@
-"""How a command is declared: once, here in the pure layer, for the CLI, the TUI and the tests.
+"""How a command is declared: once, here in the pure layer, for the CLI, the TUI and their checks.
 
 A `Command` names its handler (imported only when it runs), says whether it needs a project,
 records a run and takes a lock, and lists its options. A stage with many settings also names its
@@ -72,6 +72,8 @@ class Knob:
         """The default as the CLI help and the TUI form both show it."""
         if self.default is None:
             return ""
+        if isinstance(self.default, tuple | list):
+            return ", ".join(str(v) for v in self.default)
         return str(self.default)
 
 

@@ -88,7 +88,7 @@ META: dict[str, dict[str, object]] = {
     "rank": {"label": "LoRA rank"},
     "alpha": {"label": "LoRA alpha"},
     "dropout": _HIDDEN,
-    "learning_rate": {"flag": "--lr", "label": "learning rate"},
+    "learning_rate": {"flag": "--lr", "label": "learning rate", "widget_id": "lr"},
     "micro_batch": {"label": "micro-batch"},
     "schedule": _HIDDEN,
     "warmup_ratio": _HIDDEN,

@@ -17,6 +17,7 @@ from typing import Any
 
 from engine import paths
 from engine.errors import UserError
+from engine.spec import events as ev
 from engine.stages import models
 from engine.stages.context import Context
 from engine.store import adapters, chats
@@ -208,7 +209,7 @@ def serve(ctx: Context) -> None:
             except (ValueError, RecursionError):
                 req = None
             if not isinstance(req, dict):
-                ctx.emit({"event": "turn_failed", "error": f"not a JSON request object: {line.strip()[:80]!r}"})
+                ctx.emit(ev.TurnFailed(f"not a JSON request object: {line.strip()[:80]!r}"))
             elif req.get("op") == "stop":
                 stop.set()
             else:
@@ -216,7 +217,7 @@ def serve(ctx: Context) -> None:
         requests.put(None)
 
     threading.Thread(target=read, daemon=True).start()
-    ctx.emit({"event": "ready", "models": [{"spec": c.spec, "label": c.label} for c in available(ctx, project)]})
+    ctx.emit(ev.Ready([{"spec": c.spec, "label": c.label} for c in available(ctx, project)]))
     try:
         while (req := requests.get()) is not None:
             stop.clear()
@@ -226,9 +227,9 @@ def serve(ctx: Context) -> None:
                     t0 = time.perf_counter()
                     for spec in req.get("models") or []:
                         talker.model(resolve(ctx, project, str(spec)))
-                    ctx.emit({"event": "loaded", "models": req.get("models"), "seconds": time.perf_counter() - t0})
+                    ctx.emit(ev.Loaded(list(req.get("models") or []), time.perf_counter() - t0))
                 except UserError as exc:
-                    ctx.emit({"event": "turn_failed", "error": str(exc)})
+                    ctx.emit(ev.TurnFailed(str(exc)))
                 continue
             try:
                 sampling = check_sampling(req)
@@ -244,19 +245,19 @@ def serve(ctx: Context) -> None:
                     conv = fresh = chats.create(
                         ctx.db, project, specs, str(req.get("system") or ""), " ".join(str(req["text"]).split())
                     )
-                    ctx.emit({"event": "conversation", "id": conv.id, "models": conv.models})
+                    ctx.emit(ev.Conversation(conv.id, conv.models))
                 replies = talker.turn(
                     conv,
                     str(req.get("text") or ""),
                     sampling,
                     lambda: stop.is_set() or ctx.should_stop(),
-                    lambda pane, piece: ctx.emit({"event": "token", "pane": pane, "text": piece}),
+                    lambda pane, piece: ctx.emit(ev.Token(pane, piece)),
                 )
-                ctx.emit({"event": "turn", "conversation": conv.id, "replies": replies})
+                ctx.emit(ev.Turn(conv.id, replies))
             except UserError as exc:
                 if fresh is not None:  # a conversation whose first turn failed holds nothing worth keeping
                     chats.delete(ctx.db, fresh.id)
-                ctx.emit({"event": "turn_failed", "error": str(exc), "dropped_conversation": fresh is not None})
+                ctx.emit(ev.TurnFailed(str(exc), fresh is not None))
             if ctx.should_stop():
                 break
     finally:

@@ -11,12 +11,12 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from engine import paths
+from engine.errors import Interrupted
 from engine.events import Event, Progress, Sink
+from engine.spec import events as ev
 from engine.store.records import Project
 
-
-class Interrupted(Exception):
-    """Raised by a stage at a safe point after a stop was requested (SIGTERM, Ctrl-C)."""
+__all__ = ["Context", "Interrupted"]
 
 
 @dataclass
@@ -36,10 +36,10 @@ class Context:
             raise Interrupted()
 
     def log(self, message: str, level: str = "info") -> None:
-        self.emit({"event": "log", "level": level, "message": message})
+        self.emit(ev.Log(message, level))  # type: ignore[arg-type]
 
     def result(self, data: object) -> None:
-        self.emit({"event": "result", "data": data})
+        self.emit(ev.Result(data))
 
     def table(self, header: list[str], rows: list[list[object]], empty: str = "", **extra: object) -> None:
         """A table result (the text renderer draws it; the TUI reads the rows)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.events import Progress
+from engine.spec import events as ev
 from engine.spec.generate import GenerateConfig
 from engine.spec.kinds import Phase
 from engine.stages import models
@@ -233,16 +234,17 @@ class GenerationRun:
                 if d.status == "dropped":
                     t.dropped[d.reason] += 1
                 self.ctx.emit(
-                    {
-                        "event": "item",
-                        "kind": "task",
-                        "status": d.status,
-                        "reason": d.reason,
-                        "detail": d.detail,
-                        "instruction": d.instruction,
-                        "input": d.input,
-                        "task_type": d.task_type,
-                    }
+                    ev.Item(
+                        "task",
+                        {
+                            "status": d.status,
+                            "reason": d.reason,
+                            "detail": d.detail,
+                            "instruction": d.instruction,
+                            "input": d.input,
+                            "task_type": d.task_type,
+                        },
+                    )
                 )
         new = len(kept) - t.kept
         t.kept = len(kept)
@@ -302,15 +304,16 @@ class GenerationRun:
             self.tally.responses += len(made)
             for m in made:
                 ctx.emit(
-                    {
-                        "event": "item",
-                        "kind": "example",
-                        "instruction": m.candidate.instruction,
-                        "input": m.candidate.input,
-                        "output": m.output,
-                        "flag": m.flag,
-                        "passages": len(m.passages),
-                    }
+                    ev.Item(
+                        "example",
+                        {
+                            "instruction": m.candidate.instruction,
+                            "input": m.candidate.input,
+                            "output": m.output,
+                            "flag": m.flag,
+                            "passages": len(m.passages),
+                        },
+                    )
                 )
             self.tally.attach(progress)
             progress.advance(len(batch), force=True)

@@ -123,8 +123,8 @@ def _train(ctx: Context, adapter: Adapter) -> dict[str, Any]:
 
     cfg = TrainConfig.model_validate(adapter.config["train"])
     kind, path, _ = models.resolve(ctx.db, adapter.base_model)
-    if kind == "fake":
-        raise UserError("the fake test generator has no weights to train")
+    if kind not in ("gguf", "hf"):
+        raise UserError(f"{adapter.base_model!r} is a {kind!r} model with no weights transformers can train")
     folder = Path(adapter.path)
     if not paths.is_inside(folder, ctx.workdir / "adapters"):
         raise UserError(

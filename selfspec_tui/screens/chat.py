@@ -14,36 +14,36 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
 
 from engine.errors import UserError
+from engine.spec import events as ev
+from engine.spec.commands import stage
 from engine.store import chats, projects
 from selfspec_tui.engine_client import ChatSession
+from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.widgets.text_pane import TextPane
 
-# (input id, label, default, parser, rule) for the sampling settings sent with every message
-SAMPLING: list[tuple[str, str, str, type, str]] = [
-    ("temperature", "temperature", "0.7", float, "a number from 0 to 5"),
-    ("top_p", "top-p", "0.95", float, "a number above 0, at most 1"),
-    ("max_tokens", "max tokens", "256", int, "a whole number from 1"),
-]
+# the sampling settings sent with every message: the chat command's knobs (labels and defaults)
+SAMPLING = [k for k in stage("chat").knobs if k.form]
 PAINT_EVERY_S = 0.05  # streamed pieces are painted in batches, not one repaint per token
 
 
 def read_sampling(values: dict[str, str]) -> dict[str, Any]:
-    """The sampling fields as numbers; ValueError names the field that is not one."""
+    """The sampling fields as numbers; ValueError names the field that is not one (the engine
+    checks the ranges)."""
     out: dict[str, Any] = {}
-    for key, label, default, kind, rule in SAMPLING:
-        raw = values.get(key, "").strip() or default
+    for k in SAMPLING:
+        raw = values.get(k.name, "").strip() or k.default_text()
         try:
-            out[key] = kind(raw)
+            out[k.name] = k.kind(raw)
         except ValueError:
-            raise ValueError(f"{label}: {raw!r} is not {rule}") from None
+            what = "a whole number" if k.kind is int else "a number"
+            raise ValueError(f"{k.label}: {raw!r} is not {what}") from None
     return out
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(AppScreen):
     BINDINGS = [
         Binding("ctrl+x", "stop", "Stop reply", priority=True),
         Binding("ctrl+n", "new", "New chat", priority=True),
@@ -79,10 +79,10 @@ class ChatScreen(Screen[None]):
             with Vertical(classes="field system"):
                 yield Label("system prompt")
                 yield Input("", id="system", placeholder="optional")
-            for key, label, default, _, _ in SAMPLING:
+            for k in SAMPLING:
                 with Vertical(classes="field"):
-                    yield Label(label)
-                    yield Input(default, id=key)
+                    yield Label(k.label)
+                    yield Input(k.default_text(), id=k.name)
         with Horizontal(id="chat-body"):
             yield DataTable(id="conversations", cursor_type="row")
             for pane in (0, 1):
@@ -92,10 +92,6 @@ class ChatScreen(Screen[None]):
         yield Input(id="message", placeholder="message: enter sends · ctrl+x stops a reply · ctrl+n new chat")
         yield Static("starting the chat engine ...", id="chat-status", classes="hint")
         yield Footer()
-
-    @property
-    def db(self) -> Any:
-        return self.app.db  # type: ignore[attr-defined]
 
     def on_mount(self) -> None:
         project = projects.get(self.db, self.project_name)
@@ -173,41 +169,39 @@ class ChatScreen(Screen[None]):
             self.paint()
             self.warm_up()
 
-    async def on_engine_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "token":
-            pane = int(event.get("pane", 0))
-            if pane < len(self.live):
-                self.live[pane] += str(event.get("text", ""))
-                self.pieces[pane] += 1
+    async def on_engine_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Token):
+            if event.pane < len(self.live):
+                self.live[event.pane] += event.text
+                self.pieces[event.pane] += 1
                 self.dirty = True
-        elif kind == "loaded":
+        elif isinstance(event, ev.Loaded):
             if not self.streaming:
-                ready = ", ".join(str(m) for m in event.get("models") or [])
-                self.status(f"ready: {ready} (loaded in {float(event.get('seconds', 0)):.1f}s) · type and press enter")
-        elif kind == "conversation":
-            self.conversation = chats.get(self.db, int(event["id"]))
+                ready = ", ".join(event.models)
+                self.status(f"ready: {ready} (loaded in {event.seconds:.1f}s) · type and press enter")
+        elif isinstance(event, ev.Conversation):
+            self.conversation = chats.get(self.db, event.id)
             self.refresh_conversations()
-        elif kind == "turn":
+        elif isinstance(event, ev.Turn):
             self.streaming = False
-            replies = event.get("replies") or []
-            self.load(int(event["conversation"]))
+            replies = event.replies
+            self.load(event.conversation)
             rates = " · ".join(
                 f"{r['model']}: {r['tokens']} tokens, {r['tokens_per_s']} tok/s, first after {r['first_token_s']}s"
                 for r in replies
             )
             stopped = any(r.get("stopped") for r in replies)
             self.status(("stopped · " if stopped else "") + rates)
-        elif kind == "turn_failed":
-            self.notify(str(event.get("error")), severity="error", timeout=15)
-            if event.get("dropped_conversation"):
+        elif isinstance(event, ev.TurnFailed):
+            self.notify(event.error, severity="error", timeout=15)
+            if event.dropped_conversation:
                 self.conversation = None
             self._give_back_message()
-            self.status(f"not sent: {event.get('error')}")
-        elif kind == "exited":
+            self.status(f"not sent: {event.error}")
+        elif isinstance(event, ev.Exited):
             self.session = None
             self._give_back_message()
-            self.notify(f"{event.get('error')}; restarting it", severity="error", timeout=15)
+            self.notify(f"{event.error}; restarting it", severity="error", timeout=15)
             self.start_session()
 
     def _give_back_message(self) -> None:
@@ -224,7 +218,7 @@ class ChatScreen(Screen[None]):
     async def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "message":
             await self.send(event.value)
-        elif event.input.id in {key for key, *_ in SAMPLING} | {"system"}:
+        elif event.input.id in {k.name for k in SAMPLING} | {"system"}:
             self.query_one("#message", Input).focus()
 
     async def send(self, text: str) -> None:
@@ -234,7 +228,7 @@ class ChatScreen(Screen[None]):
             self.notify("a reply is streaming: ctrl+x stops it", severity="warning")
             return
         try:
-            sampling = read_sampling({key: self.query_one(f"#{key}", Input).value for key, *_ in SAMPLING})
+            sampling = read_sampling({k.name: self.query_one(f"#{k.name}", Input).value for k in SAMPLING})
         except ValueError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -252,13 +246,7 @@ class ChatScreen(Screen[None]):
             self.notify("models or system prompt changed: this message starts a new conversation")
             conv = self.conversation = None
             self.shown = [[], []]
-        request = {
-            "conversation": conv.id if conv else None,
-            "models": specs,
-            "system": system,
-            "text": text,
-            **sampling,
-        }
+        request = ev.SendRequest(text, specs, conv.id if conv else None, system, **sampling)
         for pane in range(len(specs)):
             self.shown[pane].append(("user", text, ""))
         self.live, self.pieces = [""] * len(specs), [0] * len(specs)

@@ -7,17 +7,17 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from engine.store import corpus, projects
 from selfspec_tui.engine_client import EngineRun, SearchSession
+from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import PathModal
 from selfspec_tui.widgets.run_progress import RunProgress
 
 
-class CorpusScreen(TableKeys, Screen[None]):
+class CorpusScreen(TableKeys, AppScreen):
     BINDINGS = [
         Binding("i", "import", "Import"),
         Binding("slash", "search", "Search"),
@@ -51,7 +51,7 @@ class CorpusScreen(TableKeys, Screen[None]):
             await self._search.close()
 
     def refresh_documents(self) -> None:
-        db = self.app.db  # type: ignore[attr-defined]
+        db = self.db
         project = projects.get(db, self.project_name)
         docs = corpus.list_documents(db, project)
         table = self.query_one("#documents", DataTable)
@@ -94,8 +94,8 @@ class CorpusScreen(TableKeys, Screen[None]):
         finally:
             self._run = None
         progress.end(outcome.message)
-        if outcome.code in (0, 3) and outcome.last and outcome.last.get("event") == "finished":
-            s = outcome.last.get("summary", {})
+        if outcome.code in (0, 3) and outcome.finished:
+            s = outcome.summary
             msg = f"imported {s.get('documents', 0)} documents, {s.get('chunks', 0)} chunks"
             skipped = s.get("problems") or []
             if skipped:

@@ -2,82 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static, Switch
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
 from engine.eval_report import chart_series, table_rows
+from engine.spec.commands import stage
+from engine.spec.kinds import JobStatus
 from engine.store import evals, projects, seeds
-from selfspec_tui.engine_client import EngineRun
+from selfspec_tui.forms import form_args
+from selfspec_tui.screens.run_screen import RunScreen
 from selfspec_tui.widgets.run_progress import RunProgress
+from selfspec_tui.widgets.stage_form import StageForm
 
-# (input id, CLI flag, label, default)
-FIELDS: list[tuple[str, str, str, str]] = [
-    ("data", "--data", "data .jsonl (a.jsonl,b.jsonl)", ""),
-    ("pubmedqa", "--pubmedqa", "PubMedQA .json", ""),
-    ("models", "--model", "models (baseline first)", ""),
-    ("shots", "--shots", "shots", "0"),
-    ("limit", "--limit", "items per set", ""),
-]
+EVAL = stage("eval run")
 
 
-def engine_args(project: str, values: dict[str, str], seeds_on: bool, off_domain: bool, new: bool) -> list[str]:
+def engine_args(project: str, values: dict[str, Any], seeds_on: bool, off_domain: bool, new: bool) -> list[str]:
     """The `eval run` command line for the form."""
-    args = ["eval", "run", "--project", project]
-    for key, flag, _, _ in FIELDS:
-        value = values.get(key, "").strip()
-        if not value:
-            continue
-        if key in ("data", "models"):
-            for part in (p.strip() for p in value.split(",")):
-                if part:
-                    args += [flag, part]
-        else:
-            args += [flag, value]
-    if not seeds_on:
-        args.append("--no-seeds")
-    if not off_domain:
-        args.append("--no-off-domain")
-    if new:
-        args.append("--new")
-    return args
+    values = {**values, "seeds": seeds_on, "off_domain": off_domain}
+    return ["eval", "run", "--project", project, *form_args(EVAL, values)] + (["--new"] if new else [])
 
 
-class EvaluateScreen(Screen[None]):
-    BINDINGS = [
-        Binding("ctrl+r", "start(False)", "Evaluate / resume", priority=True),
-        Binding("ctrl+n", "start(True)", "New evaluation", priority=True),
-        Binding("ctrl+x", "cancel", "Cancel", priority=True),
+class EvaluateScreen(RunScreen):
+    COMMAND = "eval run"
+    NOUN = "an evaluation"
+    LABEL = "evaluation"
+    LEAVE_FOCUS = "#evals"
+    CANCEL_NOTE = "cancelling: scored items are kept; ctrl+r resumes"
+    BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
         Binding("ctrl+h", "hold_out", "Hold out 20% of seeds", priority=True),
-        Binding("escape", "back", "Back"),
     ]
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.project_name = name
-        self._run: EngineRun | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="title", classes="screen-title")
-        with Grid(id="eval-form"):
-            for key, _, label, default in FIELDS:
-                with Vertical(classes="field"):
-                    yield Label(label)
-                    yield Input(default, id=key)
-            with Vertical(classes="field"):
-                yield Label("held-out seeds")
-                yield Switch(True, id="use-seeds")
-            with Vertical(classes="field"):
-                yield Label("off-domain check")
-                yield Switch(True, id="off-domain")
+        yield StageForm(EVAL, id="eval-form")
         yield RunProgress(id="progress")
         with Horizontal(id="eval-live"):
             yield DataTable(id="evals", cursor_type="row")
@@ -86,10 +51,6 @@ class EvaluateScreen(Screen[None]):
                 yield DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="eval-summary", classes="hint")
         yield Footer()
-
-    @property
-    def db(self) -> Any:
-        return self.app.db  # type: ignore[attr-defined]
 
     def on_mount(self) -> None:
         self.query_one("#evals", DataTable).add_columns("eval", "status", "models", "domain Δ", "off-domain Δ")
@@ -128,7 +89,7 @@ class EvaluateScreen(Screen[None]):
         table = self.query_one("#eval-table", DataTable)
         table.clear(columns=True)
         summary = self.query_one("#eval-summary", Static)
-        if ev.status != "done":
+        if ev.status != JobStatus.DONE:
             summary.update(f"evaluation {ev.id} is {ev.status}: ctrl+r with the same settings finishes it")
             self.draw([], {}, [])
             return
@@ -156,60 +117,23 @@ class EvaluateScreen(Screen[None]):
             plt.ylim(0, 1)
         chart.refresh()
 
-    def on_engine_event(self, event: dict[str, Any]) -> None:
-        self.query_one(RunProgress).show_event(event)
-
-    def action_start(self, new: bool) -> None:
-        if self._run is not None:
-            self.notify("an evaluation is already running", severity="warning")
-            return
-        values = {key: self.query_one(f"#{key}", Input).value for key, _, _, _ in FIELDS}
-        use_seeds = self.query_one("#use-seeds", Switch).value
-        off_domain = self.query_one("#off-domain", Switch).value
-        self.run_stage(engine_args(self.project_name, values, use_seeds, off_domain, new), "evaluating")
+    def command_args(self, new: bool) -> list[str]:
+        values = self.form().values()
+        return engine_args(self.project_name, values, bool(values["seeds"]), bool(values["off_domain"]), new)
 
     def action_hold_out(self) -> None:
-        if self._run is None:
-            self.run_stage(["seeds", "hold-out", "--project", self.project_name, "--fraction", "0.2"], "holding out")
+        if not self.running:
+            self.launch(["seeds", "hold-out", "--project", self.project_name, "--fraction", "0.2"], "holding out")
 
-    def action_cancel(self) -> None:
-        if self._run:
-            self._run.cancel()
-            self.notify("cancelling: scored items are kept; ctrl+r resumes")
+    def finished_note(self, args: list[str], summary: dict[str, Any]) -> str:
+        if args[0] == "seeds":
+            return f"held out {summary.get('held_out')} of {summary.get('seeds')} seeds for evaluation"
+        return (
+            f"evaluation {summary.get('eval_id')}: domain Δ {summary.get('domain_mean_difference', '-')}, "
+            f"off-domain Δ {summary.get('off_domain_mean_difference', '-')}"
+        )
 
-    def action_back(self) -> None:
-        if isinstance(self.focused, Input):
-            self.query_one("#evals", DataTable).focus()
-        elif self._run is not None:
-            self.notify("an evaluation is running: ctrl+x cancels it first", severity="warning")
-        else:
-            self.app.pop_screen()
-
-    @work(exclusive=True, group="eval")
-    async def run_stage(self, args: list[str], label: str) -> None:
-        progress = self.query_one(RunProgress)
-        progress.begin(label)
-        self._run = EngineRun(*args)
-        try:
-            outcome = await self._run.run(self.on_engine_event)
-        finally:
-            self._run = None
-        progress.end(outcome.message)
-        last = outcome.last or {}
-        s = last.get("summary", {})
-        if outcome.code == 0 and last.get("event") == "finished":
-            if args[0] == "seeds":
-                self.notify(f"held out {s.get('held_out')} of {s.get('seeds')} seeds for evaluation", timeout=10)
-            else:
-                self.notify(
-                    f"evaluation {s.get('eval_id')}: domain Δ {s.get('domain_mean_difference', '-')}, "
-                    f"off-domain Δ {s.get('off_domain_mean_difference', '-')}",
-                    timeout=15,
-                )
-        elif last.get("event") == "interrupted":
-            self.notify("evaluation cancelled; ctrl+r resumes it", severity="warning", timeout=10)
-        else:
-            self.notify(outcome.message, severity="error", timeout=20)
+    def after_run(self) -> None:
         self.refresh_evals(show_newest=True)
 
 

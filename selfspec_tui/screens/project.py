@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.store import projects, runs
+from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
 
 
-class ProjectScreen(TableKeys, Screen[None]):
+class ProjectScreen(TableKeys, AppScreen):
     BINDINGS = [
         Binding("s", "seeds", "Seeds"),
         Binding("c", "corpus", "Corpus"),
@@ -44,7 +44,7 @@ class ProjectScreen(TableKeys, Screen[None]):
         self.action_refresh()
 
     def action_refresh(self) -> None:
-        db = self.app.db  # type: ignore[attr-defined]
+        db = self.db
         p = projects.get(db, self.project_name)
         s = projects.summary(db, p)
         self.query_one("#overview", Static).update(f"{p.name}  ·  domain: {p.domain}  ·  base model: {p.base_model}")

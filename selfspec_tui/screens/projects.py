@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.store import projects, registry
 from selfspec_tui.errors import HANDLED, user_message
+from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import ConfirmModal, NewProjectModal
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
-class ProjectsScreen(TableKeys, Screen[None]):
+class ProjectsScreen(TableKeys, AppScreen):
     BINDINGS = [
         Binding("n", "new", "New project"),
         Binding("enter", "open", "Open", priority=True),
@@ -40,7 +40,7 @@ class ProjectsScreen(TableKeys, Screen[None]):
         self.action_refresh()
 
     def action_refresh(self) -> None:
-        db = self.app.db  # type: ignore[attr-defined]
+        db = self.db
         table = self.query_one(DataTable)
         table.clear()
         rows = projects.list_all(db)
@@ -60,7 +60,7 @@ class ProjectsScreen(TableKeys, Screen[None]):
         return str(key.value)
 
     def action_new(self) -> None:
-        db = self.app.db  # type: ignore[attr-defined]
+        db = self.db
         models = [DEFAULT_MODEL] + [m.name for m in registry.list_all(db)]
 
         def created(values: dict[str, str] | None) -> None:
@@ -79,7 +79,7 @@ class ProjectsScreen(TableKeys, Screen[None]):
     def action_open(self) -> None:
         name = self._selected()
         if name:
-            self.app.open_project(name)  # type: ignore[attr-defined]
+            self.app.open_project(name)
 
     def action_delete(self) -> None:
         name = self._selected()
@@ -90,7 +90,7 @@ class ProjectsScreen(TableKeys, Screen[None]):
             if not yes:
                 return
             try:
-                projects.delete(self.app.db, name)  # type: ignore[attr-defined]
+                projects.delete(self.db, name)
             except HANDLED as exc:
                 self.notify(user_message(exc) or str(exc), severity="error")
                 return

@@ -16,7 +16,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Select, Static
 
@@ -25,6 +24,7 @@ from engine.store import corpus, generation, projects, review
 from engine.store.records import Example, Project
 from selfspec_tui.engine_client import EngineRun
 from selfspec_tui.errors import user_message
+from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import AskModal, ConfirmModal, ExportModal, PathModal, SeedModal
 from selfspec_tui.widgets.text_pane import TextPane
@@ -45,7 +45,7 @@ POLL_S = 2.0
 DROPPED = "dropped"  # the status filter's read-only view of tasks the generation filters dropped
 
 
-class ReviewScreen(TableKeys, Screen[None]):
+class ReviewScreen(TableKeys, AppScreen):
     BINDINGS = [
         Binding("a", "decide('accepted')", "Accept"),
         Binding("r", "decide('rejected')", "Reject"),
@@ -83,10 +83,6 @@ class ReviewScreen(TableKeys, Screen[None]):
         self._seen_version = 0
         self.dropped_mode = False
         self.dropped_total = 0
-
-    @property
-    def db(self) -> Any:
-        return self.app.db  # type: ignore[attr-defined]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -477,7 +473,7 @@ class ReviewScreen(TableKeys, Screen[None]):
     async def run_dataset(self, args: list[str]) -> None:
         self.notify(f"{args[1]}ing ...")
         outcome = await EngineRun(*args).run(lambda event: None)
-        summary = (outcome.last or {}).get("summary") or {}
+        summary = outcome.summary
         if outcome.code != 0 or not summary:
             self.notify(outcome.message, severity="error", timeout=20)
         elif args[1] == "export":

@@ -9,19 +9,19 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from engine.store import projects, seeds
 from engine.store.records import Seed
 from selfspec_tui.engine_client import EngineRun
 from selfspec_tui.errors import HANDLED, user_message
+from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import ConfirmModal, PathModal, SeedModal
 from selfspec_tui.widgets.run_progress import RunProgress
 
 
-class SeedsScreen(TableKeys, Screen[None]):
+class SeedsScreen(TableKeys, AppScreen):
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
         Binding("a", "add", "Add"),
@@ -54,10 +54,10 @@ class SeedsScreen(TableKeys, Screen[None]):
 
     @property
     def project(self) -> Any:
-        return projects.get(self.app.db, self.project_name)  # type: ignore[attr-defined]
+        return projects.get(self.db, self.project_name)
 
     def refresh_rows(self) -> None:
-        db = self.app.db  # type: ignore[attr-defined]
+        db = self.db
         text = self.query_one("#text", Input).value.strip()
         ttype = self.query_one("#task_type", Input).value.strip()
         found = seeds.list_seeds(db, self.project, text, ttype)
@@ -119,7 +119,7 @@ class SeedsScreen(TableKeys, Screen[None]):
             if not fields:
                 return
             try:
-                seeds.add_seed(self.app.db, self.project, "manual", fields)  # type: ignore[attr-defined]
+                seeds.add_seed(self.db, self.project, "manual", fields)
             except HANDLED as exc:
                 self.notify(user_message(exc) or str(exc), severity="error")
                 return
@@ -138,7 +138,7 @@ class SeedsScreen(TableKeys, Screen[None]):
             if not fields:
                 return
             try:
-                seeds.update_seed(self.app.db, s.id, fields)  # type: ignore[attr-defined]
+                seeds.update_seed(self.db, s.id, fields)
             except HANDLED as exc:
                 self.notify(user_message(exc) or str(exc), severity="error")
                 return
@@ -154,7 +154,7 @@ class SeedsScreen(TableKeys, Screen[None]):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                seeds.delete_seed(self.app.db, s.id)  # type: ignore[attr-defined]
+                seeds.delete_seed(self.db, s.id)
                 self.notify(f"seed {s.id} deleted")
                 self.refresh_rows()
 
@@ -175,7 +175,7 @@ class SeedsScreen(TableKeys, Screen[None]):
         outcome = await run.run(progress.show_event)
         progress.end(outcome.message)
         if outcome.code == 0 and outcome.last:
-            s = outcome.last.get("summary", {})
+            s = outcome.summary
             self.notify(
                 f"imported {s.get('added', 0)} seeds into '{s.get('seed_set')}'"
                 f" ({s.get('already_present', 0)} already there)"

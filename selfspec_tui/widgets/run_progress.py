@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar
 
 from engine.events import describe_progress
+from engine.spec import events as ev
 
 
 class RunProgress(Vertical):
@@ -28,16 +27,14 @@ class RunProgress(Vertical):
         self.query_one("#stats", Label).update("starting the engine...")
         self.query_one(ProgressBar).update(total=None, progress=0)
 
-    def show_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "progress":
+    def show_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Progress):
             bar = self.query_one(ProgressBar)
-            total = event.get("total")
-            bar.update(total=total if total else None, progress=event.get("done", 0))
-            self.query_one("#phase", Label).update(f"{event.get('stage', '')}")
+            bar.update(total=event.total if event.total else None, progress=event.done)
+            self.query_one("#phase", Label).update(event.stage)
             self.query_one("#stats", Label).update(describe_progress(event))
-        elif kind == "log":
-            self.query_one("#stats", Label).update(str(event.get("message", ""))[:200])
+        elif isinstance(event, ev.Log):
+            self.query_one("#stats", Label).update(event.message[:200])
 
     def end(self, message: str) -> None:
         self.query_one("#stats", Label).update(message)
