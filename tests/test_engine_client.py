@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from engine.spec.events import Interrupted
 from selfspec_tui.engine_client import EngineRun
 
 
@@ -15,7 +16,7 @@ async def test_cancel_during_child_start_up_reads_as_cancelled(home) -> None:
     run.cancel()
     outcome = await task
     assert run.cancelled and outcome.code != 0
-    assert outcome.last is not None and outcome.last["event"] == "interrupted"
+    assert isinstance(outcome.last, Interrupted) and outcome.interrupted
     assert outcome.message == "cancelled; run it again to resume"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.events import Event
+from engine.spec.events import to_dict
 from engine.stages.context import Context, Interrupted
 from engine.stages.generate import GenerationRun, open_generation
 from engine.store import generation, open_store, projects
@@ -68,7 +69,7 @@ class Recorder:
         self.events: list[Event] = []
 
     def __call__(self, event: Event) -> None:
-        self.events.append(event)
+        self.events.append(to_dict(event))  # what a JSON reader of the engine sees
 
 
 def _ctx(db, name: str = "t") -> tuple[Context, Recorder]:

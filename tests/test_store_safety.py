@@ -18,6 +18,7 @@ import pytest
 
 from engine import paths
 from engine.errors import UserError
+from engine.spec.events import to_dict
 from tests.conftest import ROOT, run_engine
 
 
@@ -164,7 +165,7 @@ def test_runner_maps_store_errors_in_the_middle_of_a_command(home: Path) -> None
     def body(ctx):  # noqa: ANN001
         raise sqlite3.OperationalError("attempt to write a readonly database")
 
-    code = runner.execute(events.append, "probe", body, record=False)
+    code = runner.execute(lambda e: events.append(to_dict(e)), "probe", body, record=False)
     assert code == 2
     assert events[-1]["kind"] == "store" and "read-only" in events[-1]["error"]
 

@@ -16,6 +16,7 @@ import pytest
 
 from engine.errors import UserError
 from engine.events import Event
+from engine.spec.events import to_dict
 from engine.stages.context import Context, Interrupted
 from engine.stages.train import open_training, run_training
 from engine.store import adapters, projects, review
@@ -44,7 +45,8 @@ def tiny_project(db, tiny_folder):
 def context(db, project, events: list[Event] | None = None, stop_after: int | None = None) -> Context:
     ctx = Context(db, lambda e: None, project, threads=1)
 
-    def emit(event: Event) -> None:
+    def emit(typed: Event) -> None:
+        event = to_dict(typed)  # what a JSON reader of the engine sees
         if events is not None:
             events.append(event)
         if stop_after is not None and event.get("event") == "progress" and event.get("done", 0) >= stop_after:
