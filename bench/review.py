@@ -51,7 +51,7 @@ def main() -> None:
     os.environ["SELFSPEC_HOME"] = home
 
     from engine.store import open_store, projects
-    from tests.review_fixtures import fill
+    from tests.helpers import fill
 
     db = open_store()
     for name, n in (("small", 10), ("big", args.big)):

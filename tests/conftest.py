@@ -1,14 +1,13 @@
+"""Fixtures for every test (helpers are in helpers.py, the test plugin in fakes.py)."""
+
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+from tests.helpers import ROOT, build_tiny_llama
 
 
 @pytest.fixture(autouse=True)
@@ -40,22 +39,7 @@ def project(db):
     return projects.create(db, "test", "biomedicine", "smollm2-135m-instruct", {"embedder": "fake-hash"})
 
 
-def run_engine(
-    *args: str, env: dict[str, str] | None = None, timeout: int = 120, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m engine --format text ...` as a user would, from the repository root."""
-    return subprocess.run(
-        [sys.executable, "-m", "engine", "--format", "text", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
-
-
-def counts(db) -> dict[str, int]:
-    """Row counts of every table: 'the store is unchanged' means these are equal."""
-    tables = ["projects", "seed_sets", "seeds", "documents", "chunks", "chunk_vectors", "models"]
-    return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory) -> Path:
+    """A 2-layer random Llama with its own tokenizer, built once per session."""
+    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny")

@@ -11,7 +11,7 @@ from textual.widgets import Input, Select, Switch
 from engine.cli import build_parser
 from engine.spec.commands import COMMANDS, stage
 from selfspec_tui.app import SelfSpecApp
-from tests.test_tui import wait_for
+from tests.helpers import wait_for
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -17,9 +17,7 @@ from engine.errors import UserError
 from engine.stages import converter
 from engine.store import adapters, projects, review
 from engine.store.review import Filter
-from tests.conftest import ROOT, run_engine
-from tests.review_fixtures import fill
-from tests.tiny_model import build_tiny_llama
+from tests.helpers import ROOT, build_tiny_llama, fill, run_engine
 
 
 def _sdist(path: Path, version: str, with_converter: bool = True) -> Path:
@@ -112,7 +110,7 @@ def test_sentencepiece_family_gemma3_exports_with_parity(db, tmp_path):
     """The second tokenizer family: Gemma-3's SentencePiece vocabulary (262k pieces, BOS added)."""
     import llama_cpp
 
-    from tests.tiny_model import build_tiny_gemma3, gemma3_tokenizer
+    from tests.helpers import build_tiny_gemma3, gemma3_tokenizer
 
     _trained_project(db, build_tiny_gemma3(tmp_path / "gemma-tiny", gemma3_tokenizer()), "gem", steps=2)
     r = run_engine("export", "--project", "gem", "--quant", "q8_0", timeout=600)
@@ -134,7 +132,7 @@ def test_sentencepiece_family_gemma3_exports_with_parity(db, tmp_path):
 
 
 def gemma3_ids(text: str) -> list[int]:
-    from tests.tiny_model import gemma3_tokenizer
+    from tests.helpers import gemma3_tokenizer
 
     return list(gemma3_tokenizer()(text, add_special_tokens=False)["input_ids"])
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_engine
+from tests.helpers import ROOT, run_engine
 
 ROUNDS = 5
 pytestmark = pytest.mark.slow
@@ -135,7 +135,7 @@ def _sha(path: Path) -> str:
 
 
 def test_generate_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
-    from tests.test_generate import dump, make_project
+    from tests.helpers import dump, make_project
 
     template = tmp_path / "template"
     template.mkdir()
@@ -157,7 +157,7 @@ def test_generate_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_corpus_import_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
-    from tests.test_corpus import write_corpus
+    from tests.helpers import write_corpus
 
     template = tmp_path / "template"
     template.mkdir()
@@ -203,8 +203,7 @@ def test_train_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
     from engine.stages.models import register
     from engine.store import open_store, projects, review
     from engine.store.review import Filter
-    from tests.review_fixtures import fill
-    from tests.tiny_model import build_tiny_llama
+    from tests.helpers import build_tiny_llama, fill
 
     template = tmp_path / "template"
     template.mkdir()
@@ -238,8 +237,7 @@ def test_export_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
     from engine.stages.models import DEFAULT_MODEL, builtin_path, register
     from engine.store import open_store, projects, review
     from engine.store.review import Filter
-    from tests.review_fixtures import fill
-    from tests.tiny_model import build_tiny_llama
+    from tests.helpers import build_tiny_llama, fill
 
     template = tmp_path / "template"
     template.mkdir()

@@ -13,9 +13,7 @@ from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.review import ReviewScreen
 from selfspec_tui.widgets.text_pane import TextPane
 from selfspec_tui.widgets.virtual_table import VirtualTable
-from tests.review_fixtures import fill
-from tests.test_generate import make_project
-from tests.test_tui import notes, wait_for
+from tests.helpers import fill, make_project, notes, wait_for
 
 SIZE = (150, 44)
 
@@ -183,7 +181,7 @@ async def test_a_second_window_writing_is_picked_up(db, project) -> None:
 
 
 async def test_real_generated_examples_show_passages(db) -> None:
-    from tests.conftest import run_engine
+    from tests.helpers import run_engine
 
     make_project("t")
     assert run_engine("generate", "--project", "t", "--target", "3", "--seed", "1").returncode == 0

@@ -12,7 +12,7 @@ from engine import paths
 from engine.cli import main
 from engine.stages.seeds_io import read_seed_file
 from engine.store import seeds
-from tests.conftest import counts, run_engine
+from tests.helpers import counts, run_engine
 
 GOOD = {"instruction": "Define anemia.", "input": "", "output": "Low hemoglobin.", "task_type": "definition"}
 

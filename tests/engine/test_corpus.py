@@ -16,24 +16,7 @@ from engine.cli import main
 from engine.stages.context import Context
 from engine.stages.corpus import Searcher, index_path
 from engine.store import corpus, projects, runs
-from tests.conftest import ROOT, counts
-
-PARAS = [
-    "Metformin lowers hepatic glucose production in type 2 diabetes.",
-    "Warfarin inhibits vitamin K dependent clotting factors and is monitored with the INR.",
-    "Asthma is a chronic inflammatory airway disease with reversible obstruction.",
-    "Helicobacter pylori causes most peptic ulcers and raises gastric cancer risk.",
-]
-
-
-def write_corpus(folder: Path, n_files: int = 3, paras: int = 12) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in range(n_files):
-        body = "\n\n".join(
-            f"Note {f}-{i}. {PARAS[(f + i) % len(PARAS)]} Extra detail {i} for file {f}." for i in range(paras)
-        )
-        (folder / f"doc{f}.md").write_text(f"# Document {f}\n\n{body}\n")
-    return folder
+from tests.helpers import PARAS, ROOT, counts, write_corpus
 
 
 def import_args(*paths: Path) -> list[str]:

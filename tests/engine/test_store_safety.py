@@ -19,7 +19,7 @@ import pytest
 from engine import paths
 from engine.errors import UserError
 from engine.spec.events import to_dict
-from tests.conftest import ROOT, run_engine
+from tests.helpers import ROOT, run_engine
 
 
 def mode(path: Path) -> int:
@@ -247,7 +247,7 @@ def test_a_reused_pid_does_not_hold_the_lock(db, project) -> None:
 
 
 def test_second_generate_is_refused_at_once_then_resumes_after_kill(home: Path) -> None:
-    from tests.test_generate import _wait_for, make_project
+    from tests.helpers import make_project, wait_for_rows
 
     make_project()
     env = {**os.environ, "SELFSPEC_FAKE_GEN_DELAY": "0.05"}
@@ -256,7 +256,7 @@ def test_second_generate_is_refused_at_once_then_resumes_after_kill(home: Path) 
         [*args, "--seed", "3"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        _wait_for(home / "selfspec.db", "SELECT count(*) FROM gen_prompts", 2, first)
+        wait_for_rows(home / "selfspec.db", "SELECT count(*) FROM gen_prompts", 2, first)
         start = time.monotonic()
         second = run_engine("generate", "--project", "t")
         assert time.monotonic() - start < 20

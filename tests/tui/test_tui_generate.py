@@ -9,8 +9,7 @@ from textual.widgets import DataTable, Input, RichLog, Static, Switch
 from engine.store import generation, projects
 from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.generate import GenerateScreen, engine_args, values_from_config
-from tests.test_generate import make_project
-from tests.test_tui import notes, wait_for
+from tests.helpers import make_project, notes, wait_for
 
 
 def _fake_project() -> None:

@@ -12,8 +12,7 @@ from engine.stages import dataset
 from engine.store import review
 from engine.store.examples import add_imported, training_set
 from engine.store.review import Filter
-from tests.conftest import run_engine
-from tests.review_fixtures import fill
+from tests.helpers import fill, run_engine
 
 
 def lines(path: Path) -> list[dict]:
@@ -240,7 +239,7 @@ def test_kill_9_during_import_or_export_leaves_all_or_nothing(db, project, tmp_p
     import sys
     import time
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     n = 30_000
     big = tmp_path / "big.jsonl"

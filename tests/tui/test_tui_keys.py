@@ -20,8 +20,7 @@ from selfspec_tui.screens.projects import ProjectsScreen
 from selfspec_tui.screens.review import ReviewScreen
 from selfspec_tui.screens.seeds import SeedsScreen
 from selfspec_tui.widgets.text_pane import TextPane
-from tests.review_fixtures import fill
-from tests.test_tui import wait_for
+from tests.helpers import fill, wait_for
 
 SCREENS_WITH_LETTER_KEYS = [ProjectsScreen, ProjectScreen, SeedsScreen, CorpusScreen, ReviewScreen]
 

@@ -10,7 +10,7 @@ import pytest
 from engine.errors import UserError, ValidationError
 from engine.store import review
 from engine.store.review import Filter
-from tests.review_fixtures import fill
+from tests.helpers import fill
 
 
 def state(db, example_id: int) -> tuple:

@@ -7,8 +7,7 @@ from textual.widgets import DataTable, Input, Switch
 from engine.store import evals, projects
 from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.evaluate import EvaluateScreen, engine_args
-from tests.test_eval import _talk_project
-from tests.test_tui import notes, wait_for
+from tests.helpers import notes, talk_project, wait_for
 
 
 def test_form_values_become_engine_options() -> None:
@@ -23,7 +22,7 @@ def test_form_values_become_engine_options() -> None:
 
 
 async def test_run_cancel_resume_and_read_the_results(db) -> None:
-    _talk_project(db)
+    talk_project(db)
     app = SelfSpecApp(project="talk")
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.press("e")

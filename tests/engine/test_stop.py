@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CHILD = """
 import json, os, sys, time
@@ -90,7 +90,7 @@ def test_default_grace_is_a_few_seconds() -> None:
 @pytest.mark.slow
 def test_sigterm_while_loading_the_model_for_training_stops_fast_and_resumes(home: Path, tmp_path: Path) -> None:
     """The embedded default's load (GGUF dequantize in transformers) used to ignore a stop."""
-    from tests.conftest import run_engine
+    from tests.helpers import run_engine
 
     assert run_engine("project", "create", "ld", "--domain", "medicine").returncode == 0
     data = tmp_path / "d.jsonl"

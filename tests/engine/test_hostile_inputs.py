@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_engine
+from tests.helpers import run_engine
 
 DEEP = 60_000
 

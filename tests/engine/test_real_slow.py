@@ -14,7 +14,7 @@ import pytest
 from engine.stages.context import Context
 from engine.stages.corpus import Searcher
 from engine.store import projects
-from tests.conftest import ROOT, SHARED, counts, run_engine
+from tests.helpers import ROOT, SHARED, counts, run_engine
 
 pytestmark = pytest.mark.slow
 PUBMEDQA = SHARED / "data" / "pubmedqa" / "pqal_dev.json"

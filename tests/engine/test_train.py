@@ -21,14 +21,7 @@ from engine.stages.context import Context, Interrupted
 from engine.stages.train import open_training, run_training
 from engine.store import adapters, projects, review
 from engine.store.review import Filter
-from tests.conftest import ROOT, run_engine
-from tests.review_fixtures import fill
-from tests.tiny_model import build_tiny_llama
-
-
-@pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny")
+from tests.helpers import ROOT, fill, run_engine
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ from engine.store import adapters, projects, review
 from engine.store.review import Filter
 from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.train import TrainScreen, engine_args
-from tests.review_fixtures import fill
-from tests.test_train import tiny_folder  # noqa: F401  (session fixture)
-from tests.test_tui import notes, wait_for
+from tests.helpers import fill, notes, wait_for
 
 
 def test_form_values_become_engine_options() -> None:

@@ -16,8 +16,7 @@ from engine.stages.context import Context, Interrupted
 from engine.stages.generate import GenerationRun, open_generation
 from engine.stages.models import DEFAULT_MODEL, builtin_path
 from engine.store import open_store, projects
-from tests.conftest import ROOT, run_engine
-from tests.test_generate import dump
+from tests.helpers import ROOT, dump, run_engine
 
 pytestmark = pytest.mark.slow
 SMALL = {"seed": 5, "max_tokens": 160, "response_max_tokens": 48, "passages": 2, "demos": 2, "max_prompts": 12}

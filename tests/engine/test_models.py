@@ -12,7 +12,7 @@ from engine.backends.gguf_meta import read_gguf_metadata
 from engine.cli import main
 from engine.errors import UserError
 from engine.stages import models
-from tests.conftest import counts
+from tests.helpers import counts
 
 
 def smollm_path() -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -14,18 +13,7 @@ from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.corpus import CorpusScreen
 from selfspec_tui.screens.project import ProjectScreen
 from selfspec_tui.screens.seeds import SeedsScreen
-
-
-async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not condition():
-        assert loop.time() < end, "timed out waiting for the UI"
-        await pilot.pause(0.1)
-
-
-def notes(app) -> list[str]:
-    return [n.message for n in app._notifications]
+from tests.helpers import notes, wait_for
 
 
 async def test_create_open_and_delete_a_project(db) -> None:

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,50 +17,8 @@ from engine.spec.events import to_dict
 from engine.stages.context import Context, Interrupted
 from engine.stages.generate import GenerationRun, open_generation
 from engine.store import generation, open_store, projects
-from tests.conftest import ROOT, run_engine
 from tests.fakes import FakeGenerator
-
-SEEDS = ROOT / "seeds" / "biomedicine.jsonl"
-CORPUS = ROOT / "seeds" / "corpus" / "biomedicine"
-
-
-def make_project(name: str = "t", corpus: bool = True) -> None:
-    assert (
-        run_engine(
-            "project",
-            "create",
-            name,
-            "--domain",
-            "biomedicine",
-            "--base-model",
-            "fake-generator",
-            "--embedder",
-            "fake-hash",
-        ).returncode
-        == 0
-    )
-    assert run_engine("seeds", "import", str(SEEDS), "--project", name).returncode == 0
-    if corpus:
-        assert run_engine("corpus", "import", str(CORPUS), "--project", name).returncode == 0
-
-
-def dump(db_path: Path) -> dict[str, list[tuple]]:
-    con = sqlite3.connect(db_path)
-    out = {
-        "prompts": con.execute(
-            "SELECT idx, seed_ids, mixed_ids, output, finish FROM gen_prompts ORDER BY idx"
-        ).fetchall(),
-        "candidates": con.execute(
-            "SELECT prompt_idx, item_idx, instruction, input, task_type, status, reason, detail FROM candidates"
-            " ORDER BY prompt_idx, item_idx"
-        ).fetchall(),
-        "examples": con.execute(
-            "SELECT c.prompt_idx, c.item_idx, e.instruction, e.input, e.output, e.flag, e.provenance, e.passages"
-            " FROM examples e JOIN candidates c ON c.id = e.candidate_id ORDER BY c.prompt_idx, c.item_idx"
-        ).fetchall(),
-    }
-    con.close()
-    return out
+from tests.helpers import ROOT, dump, make_project, run_engine, wait_for_rows
 
 
 class Recorder:
@@ -259,22 +216,6 @@ def test_garbage_model_output_is_recorded_not_fatal(home: Path) -> None:
     assert sum(summary["dropped_by_reason"].values()) >= 12
 
 
-def _wait_for(db_path: Path, sql: str, at_least: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        assert proc.poll() is None, "the engine ended before it could be killed"
-        try:
-            con = sqlite3.connect(db_path, timeout=5)
-            n = con.execute(sql).fetchone()[0]
-            con.close()
-            if n >= at_least:
-                return
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {sql}")
-
-
 @pytest.mark.parametrize(
     ("sql", "n"),
     [("SELECT count(*) FROM gen_prompts", 4), ("SELECT count(*) FROM examples", 3)],
@@ -291,7 +232,7 @@ def test_kill_9_and_resume_equals_uninterrupted(home: Path, tmp_path: Path, monk
         if label == "killed":
             env = {**os.environ, "SELFSPEC_FAKE_GEN_DELAY": "0.05"}
             proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            _wait_for(h / "selfspec.db", sql, n, proc)
+            wait_for_rows(h / "selfspec.db", sql, n, proc)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             r = run_engine("generate", "--project", "t")  # no options: resumes the unfinished generation
@@ -317,7 +258,7 @@ def test_sigterm_cancels_cleanly_then_resumes(home: Path) -> None:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    _wait_for(home / "selfspec.db", "SELECT count(*) FROM gen_prompts", 3, proc)
+    wait_for_rows(home / "selfspec.db", "SELECT count(*) FROM gen_prompts", 3, proc)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130

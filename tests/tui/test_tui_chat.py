@@ -16,7 +16,7 @@ from engine import paths
 from engine.store import adapters, chats, projects
 from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.chat import ChatScreen, read_sampling, transcript
-from tests.test_tui import notes, wait_for
+from tests.helpers import notes, wait_for
 
 
 def test_sampling_fields_are_checked_by_name() -> None:
@@ -150,7 +150,7 @@ async def test_side_by_side_stream_stop_and_reopen(db) -> None:
 @pytest.mark.slow
 async def test_a_project_with_no_gguf_says_how_to_get_one(db, tmp_path) -> None:
     from engine.stages.models import register
-    from tests.tiny_model import build_tiny_llama
+    from tests.helpers import build_tiny_llama
 
     register(db, build_tiny_llama(tmp_path / "hf-tiny"), "hf-tiny")
     projects.create(db, "nogguf", "biomedicine", "hf-tiny", {})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,10 +15,9 @@ from engine.errors import UserError, ValidationError
 from engine.stages import eval_data
 from engine.stages.eval_data import EvalItem, EvalSet
 from engine.stages.seeds_io import read_seed_file
-from engine.store import adapters, evals, projects, review, seeds
+from engine.store import evals, projects, review, seeds
 from engine.store.review import Filter
-from tests.conftest import ROOT, run_engine
-from tests.review_fixtures import fill
+from tests.helpers import ROOT, fill, run_engine, talk_project
 
 PUBMEDQA = ROOT.parent / "shared" / "data" / "pubmedqa" / "pqal_dev.json"
 needs_pubmedqa = pytest.mark.skipif(not PUBMEDQA.exists(), reason="../shared/data/pubmedqa is not here")
@@ -153,21 +151,10 @@ def test_gguf_and_hf_scoring_agree_on_the_same_model() -> None:
         hf.close()
 
 
-def _talk_project(db) -> None:
-    from engine.stages.models import DEFAULT_MODEL, builtin_path
-
-    p = projects.create(db, "talk", "biomedicine", DEFAULT_MODEL, {})
-    folder = paths.project_dir("talk") / "exports" / "twin"
-    folder.mkdir(parents=True)
-    os.symlink(builtin_path(DEFAULT_MODEL), folder / "model-q8_0.gguf")
-    a = adapters.create(db, p, "twin", {"train": {"prompt_format": "alpaca"}}, "f" * 12, 1, str(folder))
-    adapters.set_status(db, a.id, "done", {"steps": 1})
-
-
 @pytest.mark.slow
 @needs_pubmedqa
 def test_eval_cli_table_json_and_kill_9_resume(db, tmp_path) -> None:
-    _talk_project(db)
+    talk_project(db)
     free = tmp_path / "free.jsonl"
     free.write_text(
         '{"instruction": "Define sepsis in one sentence.", "output": "A life-threatening response to infection."}\n'
