@@ -9,21 +9,19 @@ at the first missing key, so it produces what an uninterrupted one would.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import UserError
 from engine.events import Progress
 from engine.spec import events as ev
 from engine.spec.generate import GenerateConfig
-from engine.spec.kinds import Phase
 from engine.stages import models
 from engine.stages.context import Context, Interrupted
 from engine.stages.filters import RougePool, Verdict, check_response, check_task, normalized
+from engine.stages.gen_setup import Tally, item_seed, open_generation, seed_pool
 from engine.stages.task_parser import parse_tasks
 from engine.stages.templates import (
     RESPONSE_STOP,
@@ -37,41 +35,9 @@ from engine.stages.templates import (
 )
 from engine.store import generation as store
 from engine.store import projects, seeds
-from engine.store.records import Candidate, Generation, Seed
+from engine.store.records import Candidate, Generation
 
-
-def item_seed(base: int, stage: str, *key: int) -> int:
-    text = f"{base}/{stage}/" + "/".join(str(k) for k in key)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
-
-
-@dataclass
-class Tally:
-    """Live figures for progress events and the final summary."""
-
-    prompts: int = 0
-    parsed: int = 0
-    kept: int = 0
-    responses: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-    tokens: int = 0
-    seconds: float = 0.0
-
-    def tokens_per_s(self) -> float | None:
-        return round(self.tokens / self.seconds, 1) if self.seconds > 0 else None
-
-    def attach(self, progress: Progress) -> None:
-        progress.extra = {
-            "counters": {
-                "prompts": self.prompts,
-                "parsed": self.parsed,
-                "kept": self.kept,
-                "dropped": sum(self.dropped.values()),
-                "responses": self.responses,
-            },
-            "dropped": dict(self.dropped.most_common()),
-            "tokens_per_s": self.tokens_per_s(),
-        }
+__all__ = ["GenerationRun", "item_seed", "open_generation", "run_generation"]
 
 
 class GenerationRun:
@@ -82,7 +48,7 @@ class GenerationRun:
         self.project = ctx.need_project()
         self.config = GenerateConfig.model_validate(gen.config["generate"])
         self.model_name = gen.config["model"]
-        self.seeds = _seed_pool(ctx, self.config.seed_set)
+        self.seeds = seed_pool(ctx, self.config.seed_set)
         self.seed_norms = {normalized(s.instruction) for s in self.seeds}
         self.tally = Tally()
         self.generator: Any = None
@@ -414,62 +380,5 @@ def _candidate_stub(gid: int, idx: int, j: int, instruction: str, input_text: st
     return Candidate(0, gid, idx, j, instruction, input_text, task_type, "kept", "", "")
 
 
-def _seed_pool(ctx: Context, set_name: str) -> list[Seed]:
-    project = ctx.need_project()
-    if set_name and seeds.get_set(ctx.db, project, set_name) is None:
-        raise UserError(f"project {project.name!r} has no seed set {set_name!r}")
-    found = seeds.list_seeds(ctx.db, project, set_name=set_name, held_out=False)  # reserved seeds stay unseen
-    if not found:
-        raise UserError(
-            f"project {project.name!r} has no seed tasks: import some first (selfspec-tui seeds import FILE)"
-        )
-    return sorted(found, key=lambda s: s.id)
-
-
 def run_generation(ctx: Context, gen: Generation) -> dict[str, Any]:
     return GenerationRun(ctx, gen).run()
-
-
-def open_generation(
-    ctx: Context, options: dict[str, Any], target: int | None, resume: int | None, new: bool
-) -> Generation:
-    """The generation to run: the one named by --resume, the project's unfinished newest one, or a new one.
-
-    Explicit options that differ from an unfinished generation's config are refused rather than
-    silently ignored or mixed into its data.
-    """
-    from engine.spec.generate import build_config, describe_errors, knobs
-    from engine.stages.resume import fresh, reconcile
-
-    project = ctx.need_project()
-    if target is not None and target < 1:
-        raise UserError("--target must be at least 1")
-    if resume is not None:
-        gen = store.get(ctx.db, resume)
-        if gen.project_id != project.id:
-            raise UserError(f"generation {resume} belongs to another project")
-    else:
-        last = store.latest(ctx.db, project)
-        gen = last if last and last.phase != "done" and not new else None  # type: ignore[assignment]
-    if gen is None:
-        config = fresh({"seed": random.randrange(2**31), **options}, build_config, describe_errors)
-        models.resolve(ctx.db, project.base_model)
-        body = {"generate": config.model_dump(mode="json"), "model": project.base_model}
-        gen = store.create(ctx.db, project, body, target or 5000)
-        ctx.log(f"new generation {gen.id} (target {gen.target}, seed {config.seed})")
-        return gen
-    stored = GenerateConfig.model_validate(gen.config["generate"])
-    control = {k.name for k in knobs() if k.run_control}
-    what, instead = f"generation {gen.id}", "(ctrl+n in the TUI) to start another generation"
-    updated, changed = reconcile(what, stored, options, build_config, control, describe_errors, instead)
-    if changed:
-        store.set_config(ctx.db, gen.id, {**gen.config, "generate": updated.model_dump(mode="json")})
-        if gen.phase == Phase.DONE:
-            store.set_phase(ctx.db, gen.id, Phase.BRAINSTORM)
-    if target is not None and target != gen.target:
-        store.set_target(ctx.db, gen.id, target)
-        if gen.phase == Phase.DONE and target > gen.target:
-            store.set_phase(ctx.db, gen.id, Phase.BRAINSTORM)
-        gen = store.get(ctx.db, gen.id)
-    ctx.log(f"resuming generation {gen.id} ({gen.phase}, target {gen.target})")
-    return gen

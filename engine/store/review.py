@@ -17,10 +17,11 @@ from sqlite_utils import Database
 
 from engine.errors import UserError, ValidationError
 from engine.schema import check_seed
+from engine.spec.kinds import EXAMPLE_STATUSES
 from engine.store.db import now, write_txn
-from engine.store.records import Candidate, Example, Project, from_row
+from engine.store.records import Example, Project, from_row
 
-STATUSES = ("pending", "accepted", "rejected", "edited")
+STATUSES = EXAMPLE_STATUSES
 APPROVED = ("accepted", "edited")
 IMPORTED = 0  # Filter.generation value that selects examples not made by a generation
 SORTS = {
@@ -98,7 +99,7 @@ def fts_query(text: str) -> str:
     return " ".join(f'"{w}"*' for w in words)
 
 
-def _contains(text: str) -> str:
+def contains_pattern(text: str) -> str:
     """A LIKE pattern matching `text` anywhere, its own % and _ taken literally (ESCAPE '\\')."""
     return "%" + re.sub(r"([%_\\])", r"\\\1", text) + "%"
 
@@ -117,7 +118,7 @@ def _where(project: Project, f: Filter) -> tuple[str, list[Any]]:
         sql.append("e.flag != ''")
     if f.reason:
         sql.append("e.flag LIKE ? ESCAPE '\\'")
-        params.append(_contains(f.reason))
+        params.append(contains_pattern(f.reason))
     if f.generation == IMPORTED:
         sql.append("e.generation_id IS NULL")
     elif f.generation is not None:
@@ -378,59 +379,3 @@ def _describe(f: Filter) -> str:
     if f.ids and len(f.ids) > 5:
         parts = [p for p in parts if not p.startswith("ids=")] + [f"{len(f.ids)} ids"]
     return ", ".join(parts)[:300]
-
-
-# ---- dropped tasks (read-only: they never got an answer) --------------------------------------
-
-DROPPED_SORTS = {
-    "id": "c.id",
-    "status": "c.id",
-    "type": "c.task_type",
-    "instruction": "c.instruction",
-    "reason": "c.reason",
-    "length": "length(c.instruction) + length(c.input)",
-    "run": "c.generation_id",
-}
-
-
-def dropped_ids(db: Database, project: Project, f: Filter, sort: str = "id", descending: bool = False) -> list[int]:
-    """Candidate ids of the tasks the filters dropped, for auditing the filters."""
-    sql = ["g.project_id = ?", "c.status = 'dropped'"]
-    params: list[Any] = [project.id]
-    if f.task_type:
-        sql.append("c.task_type = ?")
-        params.append(f.task_type)
-    if f.reason:
-        sql.append("(c.reason || ' ' || c.detail) LIKE ? ESCAPE '\\'")
-        params.append(_contains(f.reason))
-    if f.generation is not None:
-        sql.append("c.generation_id = ?")
-        params.append(f.generation)
-    for word in re.findall(r"\w+", f.search):
-        sql.append("(c.instruction || ' ' || c.input) LIKE ? ESCAPE '\\'")
-        params.append(_contains(word))
-    direction = "DESC" if descending else "ASC"
-    rows = db.execute(
-        f"SELECT c.id FROM candidates c JOIN generations g ON g.id = c.generation_id WHERE {' AND '.join(sql)}"
-        f" ORDER BY {DROPPED_SORTS.get(sort, 'c.id')} {direction}, c.id {direction}",
-        params,
-    ).fetchall()
-    return [int(r[0]) for r in rows]
-
-
-def dropped(db: Database, candidate_ids: list[int]) -> dict[int, Candidate]:
-    if not candidate_ids:
-        return {}
-    rows = db.query(
-        "SELECT * FROM candidates WHERE id IN (SELECT value FROM json_each(?))", [json.dumps(candidate_ids)]
-    )
-    return {int(r["id"]): from_row(Candidate, r) for r in rows}
-
-
-def dropped_count(db: Database, project: Project) -> int:
-    row = db.execute(
-        "SELECT count(*) FROM candidates c JOIN generations g ON g.id = c.generation_id"
-        " WHERE g.project_id = ? AND c.status = 'dropped'",
-        [project.id],
-    ).fetchone()
-    return int(row[0])

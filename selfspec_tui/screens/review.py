@@ -20,26 +20,19 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Select, Static
 
 from engine.errors import UserError
-from engine.store import corpus, generation, projects, review
-from engine.store.records import Example, Project
+from engine.store import dropped, generation, projects, review
+from engine.store.records import Project
 from selfspec_tui.engine_client import EngineRun
 from selfspec_tui.errors import user_message
+from selfspec_tui.screens import review_views as views
 from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import AskModal, ConfirmModal, ExportModal, PathModal, SeedModal
 from selfspec_tui.widgets.text_pane import TextPane
-from selfspec_tui.widgets.virtual_table import Cells, Column, VirtualTable
+from selfspec_tui.widgets.virtual_table import Cells, VirtualTable
 
-COLUMNS = [
-    Column("id", "id", 7),
-    Column("status", "status", 9),
-    Column("type", "task type", 14),
-    Column("instruction", "instruction", 0),
-    Column("reason", "flag / reason", 22),
-    Column("length", "chars", 6),
-    Column("run", "run", 4),
-]
-STATUS_STYLE = {"pending": "yellow", "accepted": "green", "rejected": "red", "edited": "cyan"}
+COLUMNS = views.COLUMNS
+STATUS_STYLE = views.STATUS_STYLE
 SORT_ORDER = [c.key for c in COLUMNS]
 POLL_S = 2.0
 DROPPED = "dropped"  # the status filter's read-only view of tasks the generation filters dropped
@@ -136,11 +129,11 @@ class ReviewScreen(TableKeys, AppScreen):
         try:
             f = self.current_filter()
             if self.dropped_mode:
-                found = [(i, DROPPED) for i in review.dropped_ids(self.db, self.project, f, self.sort, self.descending)]
+                found = [(i, DROPPED) for i in dropped.ids(self.db, self.project, f, self.sort, self.descending)]
             else:
                 found = review.ids(self.db, self.project, f, self.sort, self.descending)
             self.counts = review.counts(self.db, self.project)
-            self.dropped_total = review.dropped_count(self.db, self.project)
+            self.dropped_total = dropped.count(self.db, self.project)
         except (UserError, sqlite3.Error) as exc:
             self.notify(str(exc), severity="error")
             return
@@ -151,32 +144,9 @@ class ReviewScreen(TableKeys, AppScreen):
         self._show_detail()
 
     def _load_rows(self, ids: list[int]) -> dict[int, Cells]:
-        out: dict[int, Cells] = {}
         if self.dropped_mode:
-            for i, c in review.dropped(self.db, ids).items():
-                reason = c.reason + (f": {c.detail}" if c.detail else "")
-                size = str(len(c.instruction) + len(c.input))
-                out[i] = [
-                    (f"c{c.id}", "dim"),
-                    ("dropped", "bright_black"),
-                    (c.task_type, ""),
-                    (c.instruction, "bright_black"),
-                    (reason, "magenta"),
-                    (size, "dim"),
-                    (str(c.generation_id), "dim"),
-                ]
-            return out
-        for i, v in review.row_views(self.db, ids).items():
-            out[i] = [
-                (str(v.id), "dim"),
-                (v.status, STATUS_STYLE.get(v.status, "")),
-                (v.task_type, ""),
-                (v.preview, ""),
-                (v.flag, "magenta" if v.flag else ""),
-                (str(v.chars), "dim"),
-                (str(v.generation_id) if v.generation_id else "imp", "dim"),
-            ]
-        return out
+            return {i: views.dropped_cells(c) for i, c in dropped.get_many(self.db, ids).items()}
+        return {i: views.example_cells(v) for i, v in review.row_views(self.db, ids).items()}
 
     def _show_counts(self) -> None:
         c = self.counts
@@ -202,50 +172,14 @@ class ReviewScreen(TableKeys, AppScreen):
             detail.update("[dim]no examples match the filter[/dim]" if self.counts else "")
             return
         if self.dropped_mode:
-            c = review.dropped(self.db, [key]).get(key)
+            c = dropped.get_many(self.db, [key]).get(key)
             if c is not None:
-                detail.update(
-                    f"[b]task c{c.id}[/b]  [bright_black]dropped by the filters[/]  run {c.generation_id}"
-                    f"  prompt {c.prompt_idx}.{c.item_idx}\n\n[b]Reason[/b]\n[magenta]{escape(c.reason)}[/]"
-                    + (f" {escape(c.detail)}" if c.detail else "")
-                    + f"\n\n[b]Instruction[/b]\n{escape(c.instruction)}\n\n[b]Input[/b]\n"
-                    + (escape(c.input) if c.input else "[dim](none)[/dim]")
-                    + "\n\n[dim]Dropped tasks never got an answer, so there is nothing to accept here.[/dim]"
-                )
+                detail.update(views.dropped_detail(c))
             return
         try:
-            detail.update(self._describe(review.get(self.db, key)))
+            detail.update(views.example_detail(self.db, review.get(self.db, key)))
         except UserError:
             detail.update(f"[dim]example {key} was deleted elsewhere; ctrl+l reloads[/dim]")
-
-    def _describe(self, e: Example) -> str:
-        head = (
-            f"[b]#{e.id}[/b]  [{STATUS_STYLE.get(e.status, '')}]{e.status}[/]  type {escape(e.task_type)}"
-            + (f"  run {e.generation_id}" if e.generation_id else "  imported")
-            + (f"  [magenta]flag: {escape(e.flag)}[/]" if e.flag else "")
-            + (f"  [cyan]version {e.version} (original kept)[/]" if e.version else "")
-        )
-        parts = [
-            head,
-            f"[b]Instruction[/b]\n{escape(e.instruction)}",
-            f"[b]Input[/b]\n{escape(e.input) if e.input else '[dim](none)[/dim]'}",
-            f"[b]Response[/b]\n{escape(e.output)}",
-        ]
-        if e.passages:
-            chunks = corpus.get_chunks(self.db, [int(p["chunk_id"]) for p in e.passages])
-            lines = ["[b]Retrieved passages[/b]"]
-            for i, p in enumerate(e.passages, 1):
-                chunk = chunks.get(int(p["chunk_id"]))
-                text = " ".join(chunk.text.split())[:400] if chunk else "(passage no longer in the corpus)"
-                lines.append(f"{i}. score {float(p['score']):.3f}  [i]{escape(str(p.get('source', '')))}[/i]")
-                lines.append(f"   {escape(text)}")
-            parts.append("\n".join(lines))
-        if e.version:
-            first = review.versions(self.db, e.id)[0]
-            parts.append(
-                f"[b]Original (version 0)[/b]\n{escape(first.instruction)}\n[dim]{escape(first.output[:600])}[/dim]"
-            )
-        return "\n\n".join(parts)
 
     def _apply(self, changed: dict[int, tuple[str, str]]) -> None:
         """Fold a decision's changes into the counts and the shown rows, nothing more."""
@@ -451,14 +385,7 @@ class ReviewScreen(TableKeys, AppScreen):
         def chosen(opts: dict[str, Any] | None) -> None:
             if not opts:
                 return
-            args = ["dataset", "export", "--project", self.project_name, "--format", opts["format"]]
-            if opts["out"]:
-                args += ["--out", opts["out"]]
-            if opts["system"]:
-                args += ["--system", opts["system"]]
-            if opts["include_pending"]:
-                args.append("--include-pending")
-            self.run_dataset(args)
+            self.run_dataset(views.export_args(self.project_name, opts))
 
         self.app.push_screen(ExportModal(), chosen)
 

@@ -7,6 +7,7 @@ import json
 
 from textual.widgets import Input, Select, TextArea
 
+from engine.store import dropped as dropped_tasks
 from engine.store import open_store, projects, review
 from engine.store.review import Filter
 from selfspec_tui.app import SelfSpecApp
@@ -193,18 +194,16 @@ async def test_real_generated_examples_show_passages(db) -> None:
         assert "Retrieved passages" in text and "score 0." in text
         assert any(src in text for src in (".md", ".txt", ".jsonl"))
         project = projects.get(db, "t")
-        dropped = review.dropped_ids(db, project, Filter())
+        dropped = dropped_tasks.ids(db, project, Filter())
         assert dropped, "the fake generator's run should have dropped some tasks"
         await pilot.press("5")  # the read-only view of what the filters dropped
         await wait_for(pilot, lambda: table(screen).keys == dropped)
-        first = review.dropped(db, dropped[:1])[dropped[0]]
+        first = dropped_tasks.get_many(db, dropped[:1])[dropped[0]]
         assert "Reason" in detail(screen) and first.reason in detail(screen)
         await pilot.press("a")
         assert "no answer to review" in notes(app)[-1]
         screen.query_one("#f-reason", Input).value = first.reason
-        await wait_for(
-            pilot, lambda: table(screen).keys == review.dropped_ids(db, project, Filter(reason=first.reason))
-        )
+        await wait_for(pilot, lambda: table(screen).keys == dropped_tasks.ids(db, project, Filter(reason=first.reason)))
 
 
 async def test_empty_project_and_store_errors_are_notices(db, project, monkeypatch) -> None:
