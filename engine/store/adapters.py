@@ -10,6 +10,7 @@ from sqlite_utils import Database
 
 from engine import paths
 from engine.errors import UserError
+from engine.spec.kinds import JobStatus
 from engine.store.db import now, write_txn
 from engine.store.records import Project, from_row
 
@@ -20,7 +21,7 @@ class Adapter:
     project_id: int
     name: str
     base_model: str
-    status: str
+    status: JobStatus
     config: dict[str, Any]
     fingerprint: str
     examples: int
@@ -147,7 +148,7 @@ def steps(db: Database, adapter_id: int) -> list[StepRecord]:
 class Export:
     id: int
     adapter_id: int
-    status: str
+    status: JobStatus
     path: str
     files: dict[str, Any]
     parity: dict[str, Any]

@@ -9,6 +9,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from engine.errors import UserError
+from engine.spec.kinds import JobStatus
 from engine.store.db import now, write_txn
 from engine.store.records import Project, from_row
 
@@ -17,7 +18,7 @@ from engine.store.records import Project, from_row
 class Eval:
     id: int
     project_id: int
-    status: str
+    status: JobStatus
     config_key: str
     config: dict[str, Any]
     fingerprints: dict[str, Any]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import typing
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import Any, TypeVar
+
+from engine.spec.kinds import ExampleStatus, Phase, RunStatus, TaskStatus
 
 T = TypeVar("T")
 
@@ -71,7 +76,7 @@ class Run:
     project_id: int | None
     stage: str
     config: dict[str, Any]
-    status: str
+    status: RunStatus
     pid: int | None
     started_at: str
     ended_at: str | None
@@ -94,12 +99,22 @@ def loads(text: str | None) -> Any:
     return json.loads(text) if text else {}
 
 
+@functools.cache
+def _enum_fields(cls: type) -> dict[str, type[StrEnum]]:
+    """Fields typed with a StrEnum (statuses, phases): their text from the store becomes the enum."""
+    hints = typing.get_type_hints(cls)
+    return {name: t for name, t in hints.items() if isinstance(t, type) and issubclass(t, StrEnum)}
+
+
 def from_row(cls: type[T], row: dict[str, Any], json_columns: tuple[str, ...] = ()) -> T:
-    """Build a record from a row by field name; JSON text columns are decoded."""
+    """Build a record from a row by field name; JSON text columns are decoded, statuses typed."""
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     data = {k: v for k, v in row.items() if k in names}
     for col in json_columns:
         data[col] = loads(data.get(col))
+    for name, enum in _enum_fields(cls).items():
+        if data.get(name) is not None:
+            data[name] = enum(data[name])
     return cls(**data)
 
 
@@ -109,7 +124,7 @@ class Generation:
     project_id: int
     config: dict[str, Any]
     target: int
-    phase: str
+    phase: Phase
     created_at: str
     updated_at: str
 
@@ -123,7 +138,7 @@ class Candidate:
     instruction: str
     input: str
     task_type: str
-    status: str
+    status: TaskStatus
     reason: str
     detail: str
 
@@ -138,7 +153,7 @@ class Example:
     input: str
     output: str
     task_type: str
-    status: str
+    status: ExampleStatus
     flag: str
     provenance: dict[str, Any]
     passages: list[dict[str, Any]]

@@ -106,7 +106,7 @@ def test_few_shot_pool_never_holds_an_evaluated_item(db, project) -> None:
 
 def test_held_out_seeds_stay_out_of_generation(db, project) -> None:
     from engine.stages.context import Context
-    from engine.stages.generate import _seed_pool
+    from engine.stages.gen_setup import seed_pool
 
     seeds.import_drafts(db, project, "bio", read_seed_file(paths.shipped_dir() / "biomedicine.jsonl"))
     total = len(seeds.list_seeds(db, project))
@@ -114,7 +114,7 @@ def test_held_out_seeds_stay_out_of_generation(db, project) -> None:
     held = seeds.held_out(db, project)
     assert out["held_out"] == len(held) == round(total * 0.2) and out["for_generation"] == total - len(held)
     ctx = Context(db, lambda e: None, project)
-    pool = _seed_pool(ctx, "")
+    pool = seed_pool(ctx, "")
     assert len(pool) == total - len(held) and not {s.id for s in pool} & {s.id for s in held}
     sets = eval_data.held_out_seed_sets(db, project)
     assert sum(len(s.items) for s in sets) == len(held)
