@@ -170,13 +170,19 @@ class SearchSession:
                     raise RuntimeError(event.error)
 
     async def close(self) -> None:
-        if self.proc and self.proc.returncode is None:
-            if self.proc.stdin:
-                self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 3)
-            except TimeoutError:
-                self.proc.kill()
+        await end_child(self.proc)
+
+
+async def end_child(proc: asyncio.subprocess.Process | None, grace_s: float = 3.0) -> None:
+    """Close a serving child's stdin (its loop ends) and wait; kill it if it does not go."""
+    if proc is None or proc.returncode is not None:
+        return
+    if proc.stdin:
+        proc.stdin.close()
+    try:
+        await asyncio.wait_for(proc.wait(), grace_s)
+    except TimeoutError:
+        proc.kill()
 
 
 class ChatSession:
@@ -254,11 +260,6 @@ class ChatSession:
                 await self.stop()  # a reply in flight ends now rather than at max_tokens
             except (RuntimeError, OSError):
                 pass
-            if self.proc.stdin:
-                self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 3)
-            except TimeoutError:
-                self.proc.kill()
+        await end_child(self.proc)
         if self._pump:
             self._pump.cancel()

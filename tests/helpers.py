@@ -124,14 +124,20 @@ def write_corpus(folder: Path, n_files: int = 3, paras: int = 12) -> Path:
     return folder
 
 
-def talk_project(db) -> None:
+def talk_project(db, prompt_format: str = "alpaca", copy: bool = False) -> None:
+    """Project "talk" with a finished expert "twin" whose exported Q8_0 GGUF is the embedded model
+    itself (linked, or copied when the home will be moved): chat and evaluation without training."""
+    import shutil
+
     from engine.stages.models import DEFAULT_MODEL, builtin_path
 
     p = projects.create(db, "talk", "biomedicine", DEFAULT_MODEL, {})
     folder = paths.project_dir("talk") / "exports" / "twin"
     folder.mkdir(parents=True)
-    os.symlink(builtin_path(DEFAULT_MODEL), folder / "model-q8_0.gguf")
-    a = adapters.create(db, p, "twin", {"train": {"prompt_format": "alpaca"}}, "f" * 12, 1, str(folder))
+    source = builtin_path(DEFAULT_MODEL)
+    assert source is not None
+    (shutil.copy if copy else os.symlink)(source, folder / "model-q8_0.gguf")
+    a = adapters.create(db, p, "twin", {"train": {"prompt_format": prompt_format}}, "f" * 12, 1, str(folder))
     adapters.set_status(db, a.id, "done", {"steps": 1})
 
 
@@ -309,6 +315,14 @@ async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
     while not condition():
         assert loop.time() < end, "timed out waiting for the UI"
         await pilot.pause(0.1)
+
+
+async def import_folder_in_tui(pilot, app, folder: Path) -> None:
+    """From a project page: open Corpus (c), ask to import (i), give the folder, confirm."""
+    await pilot.press("c")
+    await pilot.press("i")
+    app.screen.query_one("Input").value = str(folder)
+    await pilot.press("enter")
 
 
 def notes(app) -> list[str]:

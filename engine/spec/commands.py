@@ -8,6 +8,7 @@ its handler function in `engine.commands`.
 from __future__ import annotations
 
 from engine.spec import chat, evaluate, generate, train
+from engine.spec import events as ev
 from engine.spec.defaults import DEFAULT_MODEL
 from engine.spec.kinds import EXAMPLE_STATUSES
 from engine.spec.stage import PROJECT, Command, opt
@@ -117,7 +118,7 @@ COMMANDS: tuple[Command, ...] = (
         _C + "corpus:serve",
         "answer JSON search requests on stdin (used by the TUI)",
         project=True,
-        events=("ready", "result", "log"),
+        events=(ev.Ready, ev.Result, ev.Log),
     ),
     Command(
         "models add",
@@ -144,7 +145,7 @@ COMMANDS: tuple[Command, ...] = (
         config=generate.GenerateConfig,
         knobs=generate.knobs(),
         resume="refuse-changes",
-        events=("progress", "item", "log"),
+        events=(ev.Progress, ev.Item, ev.Log),
         options=(
             opt("--resume", type=int, metavar="ID", help="resume this generation"),
             opt("--new", action="store_true", help="start a new generation even if one is unfinished"),
@@ -255,7 +256,7 @@ COMMANDS: tuple[Command, ...] = (
         config=train.TrainConfig,
         knobs=train.knobs(),
         resume="refuse-changes",
-        events=("progress", "log"),
+        events=(ev.Progress, ev.Log),
         options=(
             opt("--resume", metavar="NAME", help="resume this adapter"),
             opt("--new", action="store_true", help="train a new adapter even if one is unfinished"),
@@ -277,7 +278,7 @@ COMMANDS: tuple[Command, ...] = (
         records_run=True,
         lock="export",
         resume="keyed",
-        events=("progress", "log"),
+        events=(ev.Progress, ev.Log),
         options=(
             opt("--adapter", help="adapter name (default: the current one)"),
             opt("--quant", default="q8_0,q4_k_m", help="comma-separated: q8_0, q4_k_m, q4_0"),
@@ -299,7 +300,7 @@ COMMANDS: tuple[Command, ...] = (
         project=True,
         config=chat.ChatSampling,
         knobs=chat.knobs(),
-        events=("ready", "loaded", "conversation", "token", "turn", "turn_failed"),
+        events=(ev.Ready, ev.Loaded, ev.Conversation, ev.Token, ev.Turn, ev.TurnFailed),
         options=(
             opt("--model", action="append", help="base, EXPERT, EXPERT:QUANT or base+EXPERT (twice: side by side)"),
             opt("--system", help="system message"),
@@ -318,7 +319,7 @@ COMMANDS: tuple[Command, ...] = (
         config=evaluate.EvalSettings,
         knobs=evaluate.knobs(),
         resume="keyed",
-        events=("progress", "log", "result"),
+        events=(ev.Progress, ev.Log, ev.Result),
         options=(
             opt("--json", metavar="FILE", help="also write the full results as JSON"),
             opt("--new", action="store_true", help="start over instead of resuming the same settings"),

@@ -192,15 +192,21 @@ class LoadRequest:
 
 @dataclass(frozen=True)
 class SendRequest:
+    """One message to the conversation's models (a new conversation when `conversation` is None).
+    Sampling values are passed on as given; the engine checks them against ChatSampling."""
+
     OP: ClassVar[str] = "send"
     text: str
     models: list[str] = field(default_factory=list)
     conversation: int | None = None
     system: str = ""
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    stop: list[str] = field(default_factory=list)
+    temperature: Any = None
+    top_p: Any = None
+    max_tokens: Any = None
+    stop: Any = None
+
+    def sampling(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens, "stop": self.stop}
 
 
 @dataclass(frozen=True)
@@ -208,5 +214,40 @@ class StopRequest:
     OP: ClassVar[str] = "stop"
 
 
-def request_dict(req: LoadRequest | SendRequest | StopRequest) -> dict[str, Any]:
+Request = LoadRequest | SendRequest | StopRequest
+
+
+def request_dict(req: Request) -> dict[str, Any]:
     return {"op": req.OP, **asdict(req)}
+
+
+def _names(raw: Any, what: str) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(m, str) for m in raw):
+        raise ValueError(f"{what}: expected a list of model names")
+    return list(raw)
+
+
+def parse_request(obj: Any) -> Request:
+    """The request a JSON object stands for; ValueError names what is wrong with it."""
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON request object")
+    op = obj.get("op", "send")
+    if op == StopRequest.OP:
+        return StopRequest()
+    if op == LoadRequest.OP:
+        return LoadRequest(_names(obj.get("models"), "models"))
+    if op != SendRequest.OP:
+        raise ValueError(f"op: unknown request {op!r} (load, send or stop)")
+    conversation = obj.get("conversation")
+    if conversation is not None and (isinstance(conversation, bool) or not isinstance(conversation, int)):
+        raise ValueError(f"conversation: {conversation!r} is not a conversation id")
+    sampling = {k: obj.get(k) for k in ("temperature", "top_p", "max_tokens", "stop")}
+    return SendRequest(
+        text=str(obj.get("text") or ""),
+        models=_names(obj.get("models"), "models"),
+        conversation=conversation or None,
+        system=str(obj.get("system") or ""),
+        **sampling,
+    )

@@ -107,7 +107,7 @@ FLAT: dict[str, tuple[str, ...]] = {
     "backend": ("backend",),
     "max_prompts": ("max_prompts",),
 }
-_HIDDEN = {"form": False}
+_HIDDEN: dict[str, object] = {"form": False}
 # flags, form labels and help for the nested sampling fields (shared sub-models say nothing of which stage)
 META: dict[str, dict[str, object]] = {
     "seed": {"default": None, "label": "seed (blank: random)", "help": "random seed of the generation (a new one)"},

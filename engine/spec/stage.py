@@ -92,8 +92,8 @@ class Command:
     config: type[BaseModel] | None = None
     knobs: tuple[Knob, ...] = ()
     resume: Resume = "none"
-    events: tuple[str, ...] = ()
-    """event kinds it sends beyond started/finished/failed/interrupted (see engine.spec.events)"""
+    events: tuple[type, ...] = ()
+    """the event classes (engine.spec.events) it sends beyond started/finished/failed/interrupted"""
 
     def load_handler(self) -> Callable[..., Any]:
         module, _, func = self.handler.partition(":")

@@ -83,7 +83,7 @@ class TrainRun(BaseModel):
     """adapter name (default expert-N)"""
 
 
-_HIDDEN = {"form": False}
+_HIDDEN: dict[str, object] = {"form": False}
 META: dict[str, dict[str, object]] = {
     "rank": {"label": "LoRA rank"},
     "alpha": {"label": "LoRA alpha"},

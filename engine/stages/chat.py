@@ -190,30 +190,32 @@ class Talker:
 def serve(ctx: Context) -> None:
     """JSON requests on stdin, one per line; events on stdout. Used by the TUI's Chat screen.
 
-    {"op": "send", "conversation": id|null, "models": [spec, ...], "system": "...", "text": "...",
-     "temperature": .., "top_p": .., "max_tokens": .., "stop": [..]}
-    {"op": "load", "models": [spec, ...]} loads models ahead of the first message.
-    {"op": "stop"} stops the reply in flight.
+    The requests are engine.spec.events' LoadRequest (load models ahead of the first message),
+    SendRequest (one message; a new conversation unless it names one) and StopRequest (stop the
+    reply in flight), written as {"op": ..., fields}.
     """
     import queue
 
     project = ctx.need_project()
     talker = Talker(ctx, project)
-    requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    requests: queue.Queue[ev.LoadRequest | ev.SendRequest | None] = queue.Queue()
     stop = threading.Event()
 
     def read() -> None:
         for line in sys.stdin:
             try:
-                req = json.loads(line)
-            except (ValueError, RecursionError):
-                req = None
-            if not isinstance(req, dict):
-                ctx.emit(ev.TurnFailed(f"not a JSON request object: {line.strip()[:80]!r}"))
-            elif req.get("op") == "stop":
-                stop.set()
+                req = ev.parse_request(json.loads(line))
+            except json.JSONDecodeError as exc:
+                ctx.emit(ev.TurnFailed(f"not a JSON request ({exc.msg}): {line.strip()[:80]!r}"))
+            except RecursionError:
+                ctx.emit(ev.TurnFailed("request nested too deeply"))
+            except ValueError as exc:  # not JSON, not an object, or a field of the wrong kind
+                ctx.emit(ev.TurnFailed(f"{exc}: {line.strip()[:80]!r}"))
             else:
-                requests.put(req)
+                if isinstance(req, ev.StopRequest):
+                    stop.set()
+                else:
+                    requests.put(req)
         requests.put(None)
 
     threading.Thread(target=read, daemon=True).start()
@@ -222,33 +224,30 @@ def serve(ctx: Context) -> None:
         while (req := requests.get()) is not None:
             stop.clear()
             fresh: chats.Conversation | None = None
-            if req.get("op") == "load":  # warm the chosen models up before the first message
+            if isinstance(req, ev.LoadRequest):  # warm the chosen models up before the first message
                 try:
                     t0 = time.perf_counter()
-                    for spec in req.get("models") or []:
-                        talker.model(resolve(ctx, project, str(spec)))
-                    ctx.emit(ev.Loaded(list(req.get("models") or []), time.perf_counter() - t0))
+                    for spec in req.models:
+                        talker.model(resolve(ctx, project, spec))
+                    ctx.emit(ev.Loaded(req.models, time.perf_counter() - t0))
                 except UserError as exc:
                     ctx.emit(ev.TurnFailed(str(exc)))
                 continue
             try:
-                sampling = check_sampling(req)
-                if not str(req.get("text") or "").strip():
+                sampling = check_sampling(req.sampling())
+                if not req.text.strip():
                     raise UserError("text: the message is empty")
-                conv_id = req.get("conversation")
-                if conv_id:
-                    conv = chats.get(ctx.db, int(conv_id))
+                if req.conversation:
+                    conv = chats.get(ctx.db, req.conversation)
                 else:
-                    specs = [str(s) for s in req.get("models") or ["base"]]
+                    specs = req.models or ["base"]
                     for spec in specs:
                         resolve(ctx, project, spec)
-                    conv = fresh = chats.create(
-                        ctx.db, project, specs, str(req.get("system") or ""), " ".join(str(req["text"]).split())
-                    )
+                    conv = fresh = chats.create(ctx.db, project, specs, req.system, " ".join(req.text.split()))
                     ctx.emit(ev.Conversation(conv.id, conv.models))
                 replies = talker.turn(
                     conv,
-                    str(req.get("text") or ""),
+                    req.text,
                     sampling,
                     lambda: stop.is_set() or ctx.should_stop(),
                     lambda pane, piece: ctx.emit(ev.Token(pane, piece)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +41,7 @@ class Context:
     def result(self, data: object) -> None:
         self.emit(ev.Result(data))
 
-    def table(self, header: list[str], rows: list[list[object]], empty: str = "", **extra: object) -> None:
+    def table(self, header: list[str], rows: Sequence[Sequence[object]], empty: str = "", **extra: object) -> None:
         """A table result (the text renderer draws it; the TUI reads the rows)."""
         self.result({"view": "table", "header": header, "rows": rows, **({"empty": empty} if empty else {}), **extra})
 

@@ -18,6 +18,7 @@ from engine.errors import UserError
 from engine.events import Progress
 from engine.spec import events as ev
 from engine.spec.generate import GenerateConfig
+from engine.spec.kinds import TaskStatus
 from engine.stages import models
 from engine.stages.context import Context, Interrupted
 from engine.stages.filters import RougePool, Verdict, check_response, check_task, normalized
@@ -377,7 +378,7 @@ class GenerationRun:
 
 
 def _candidate_stub(gid: int, idx: int, j: int, instruction: str, input_text: str, task_type: str) -> Candidate:
-    return Candidate(0, gid, idx, j, instruction, input_text, task_type, "kept", "", "")
+    return Candidate(0, gid, idx, j, instruction, input_text, task_type, TaskStatus.KEPT, "", "")
 
 
 def run_generation(ctx: Context, gen: Generation) -> dict[str, Any]:

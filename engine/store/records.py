@@ -100,7 +100,7 @@ def loads(text: str | None) -> Any:
 
 
 @functools.cache
-def _enum_fields(cls: type) -> dict[str, type[StrEnum]]:
+def _enum_fields(cls: Any) -> dict[str, type[StrEnum]]:
     """Fields typed with a StrEnum (statuses, phases): their text from the store becomes the enum."""
     hints = typing.get_type_hints(cls)
     return {name: t for name, t in hints.items() if isinstance(t, type) and issubclass(t, StrEnum)}
@@ -112,7 +112,7 @@ def from_row(cls: type[T], row: dict[str, Any], json_columns: tuple[str, ...] = 
     data = {k: v for k, v in row.items() if k in names}
     for col in json_columns:
         data[col] = loads(data.get(col))
-    for name, enum in _enum_fields(cls).items():
+    for name, enum in _enum_fields(cls).items():  # type: ignore[arg-type]
         if data.get(name) is not None:
             data[name] = enum(data[name])
     return cls(**data)

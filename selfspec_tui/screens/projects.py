@@ -79,7 +79,7 @@ class ProjectsScreen(TableKeys, AppScreen):
     def action_open(self) -> None:
         name = self._selected()
         if name:
-            self.app.open_project(name)
+            self.app.open_project(name)  # type: ignore[attr-defined]
 
     def action_delete(self) -> None:
         name = self._selected()

@@ -95,11 +95,14 @@ class RunScreen(AppScreen):
     @work(exclusive=True, group="stage-run")
     async def _drive(self, run: EngineRun, args: list[str], label: str) -> None:
         try:
-            outcome = await run.run(lambda event: self.post_message(EngineEvent(event)))
+            outcome = await run.run(self._post_event)
         finally:
             if self._run is run:
                 self._run = None
         self.post_message(RunEnded(outcome, args, label))
+
+    def _post_event(self, event: ev.Event) -> None:
+        self.post_message(EngineEvent(event))
 
     @on(EngineEvent)
     def _on_engine_event(self, message: EngineEvent) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, run_engine
+from tests.helpers import ROOT, run_engine, talk_project
 
 ROUNDS = 5
 pytestmark = pytest.mark.slow
@@ -295,20 +295,13 @@ def test_export_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_eval_kill_9_matrix(tmp_path: Path, monkeypatch) -> None:
-    from engine import paths
-    from engine.stages.models import DEFAULT_MODEL, builtin_path
-    from engine.store import adapters, open_store, projects
+    from engine.store import open_store
 
     template = tmp_path / "template"
     template.mkdir()
     monkeypatch.setenv("SELFSPEC_HOME", str(template))
     db = open_store()
-    p = projects.create(db, "talk", "biomedicine", DEFAULT_MODEL, {})
-    folder = paths.project_dir("talk") / "exports" / "twin"
-    folder.mkdir(parents=True)
-    shutil.copy(builtin_path(DEFAULT_MODEL), folder / "model-q8_0.gguf")
-    a = adapters.create(db, p, "twin", {"train": {"prompt_format": "alpaca"}}, "f" * 12, 1, str(folder))
-    adapters.set_status(db, a.id, "done", {"steps": 1})
+    talk_project(db, copy=True)
     db.close()
     data = tmp_path / "items.jsonl"
     rows = [

@@ -13,7 +13,7 @@ from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.corpus import CorpusScreen
 from selfspec_tui.screens.project import ProjectScreen
 from selfspec_tui.screens.seeds import SeedsScreen
-from tests.helpers import notes, wait_for
+from tests.helpers import import_folder_in_tui, notes, wait_for
 
 
 async def test_create_open_and_delete_a_project(db) -> None:
@@ -123,12 +123,9 @@ async def test_corpus_import_with_progress_then_search(db, project, tmp_path: Pa
     (folder / "broken.txt").write_bytes(b"\xff\xfe\x00\x00")
     app = SelfSpecApp(project="test")
     async with app.run_test(size=(140, 45)) as pilot:
-        await pilot.press("c")
+        await import_folder_in_tui(pilot, app, folder)
         screen = app.screen
         assert isinstance(screen, CorpusScreen)
-        await pilot.press("i")
-        app.screen.query_one(Input).value = str(folder)
-        await pilot.press("enter")
         await wait_for(pilot, lambda: any("imported 2 documents" in n for n in notes(app)))
         assert any("broken.txt" in n for n in notes(app))
         assert screen.query_one("#documents", DataTable).row_count == 2

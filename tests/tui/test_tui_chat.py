@@ -7,16 +7,13 @@ into two panes, stop mid-reply, stored conversations reopened, bad settings and 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from textual.widgets import DataTable, Input
 
-from engine import paths
-from engine.store import adapters, chats, projects
+from engine.store import chats, projects
 from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.chat import ChatScreen, read_sampling, transcript
-from tests.helpers import notes, wait_for
+from tests.helpers import notes, talk_project, wait_for
 
 
 def test_sampling_fields_are_checked_by_name() -> None:
@@ -36,17 +33,6 @@ def test_transcript_keeps_model_text_literal() -> None:
     assert text.plain == "you › hi [bold]\n\n[red]x[/]\n3 tokens\n\nmore▌"
 
 
-def _project_with_twin(db) -> None:
-    from engine.stages.models import DEFAULT_MODEL, builtin_path
-
-    p = projects.create(db, "talk", "biomedicine", DEFAULT_MODEL, {})
-    folder = paths.project_dir("talk") / "exports" / "twin"
-    folder.mkdir(parents=True)
-    os.symlink(builtin_path(DEFAULT_MODEL), folder / "model-q8_0.gguf")
-    a = adapters.create(db, p, "twin", {"train": {"prompt_format": "chat"}}, "f" * 12, 1, str(folder))
-    adapters.set_status(db, a.id, "done", {"steps": 1})
-
-
 async def _open_chat(pilot, app) -> ChatScreen:
     await pilot.press("h")
     screen = app.screen
@@ -57,7 +43,7 @@ async def _open_chat(pilot, app) -> ChatScreen:
 
 @pytest.mark.slow
 async def test_side_by_side_stream_stop_and_reopen(db) -> None:
-    _project_with_twin(db)
+    talk_project(db, "chat")
     app = SelfSpecApp(project="talk")
     async with app.run_test(size=(150, 44)) as pilot:
         screen = await _open_chat(pilot, app)

@@ -20,7 +20,7 @@ from selfspec_tui.screens.projects import ProjectsScreen
 from selfspec_tui.screens.review import ReviewScreen
 from selfspec_tui.screens.seeds import SeedsScreen
 from selfspec_tui.widgets.text_pane import TextPane
-from tests.helpers import fill, wait_for
+from tests.helpers import fill, import_folder_in_tui, wait_for
 
 SCREENS_WITH_LETTER_KEYS = [ProjectsScreen, ProjectScreen, SeedsScreen, CorpusScreen, ReviewScreen]
 
@@ -81,12 +81,9 @@ async def test_corpus_typing_after_a_search_opens_nothing(db, project, tmp_path:
     (folder / "a.md").write_text("Asthma causes reversible airway obstruction and wheeze.")
     app = SelfSpecApp(project="test")
     async with app.run_test(size=(140, 45)) as pilot:
-        await pilot.press("c")
+        await import_folder_in_tui(pilot, app, folder)
         screen = app.screen
         assert isinstance(screen, CorpusScreen)
-        await pilot.press("i")
-        app.screen.query_one(Input).value = str(folder)
-        await pilot.press("enter")
         await wait_for(pilot, lambda: screen.query_one("#documents", DataTable).row_count == 1)
         await pilot.press("slash", *"wheeze", "enter")
         hits = screen.query_one("#hits", DataTable)

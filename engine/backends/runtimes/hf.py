@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.backends.types import Completion, GeneratorOptions, ModelFile, Sampling
 from engine.errors import UserError
+from engine.spec.kinds import FinishReason
 from engine.spec.prompts import ALPACA_STOP, cut_at_stop
 
 
@@ -89,7 +90,7 @@ class TransformersGenerator:
             decoded = str(self.tok.decode(new[:n], skip_special_tokens=True))
             text, stopped = cut_at_stop(decoded, sampling.stop)
             hit_eos = n < len(new)
-            finish = "stop" if stopped or hit_eos else ("length" if n >= sampling.max_tokens else "stop")
+            finish: FinishReason = "stop" if stopped or hit_eos else ("length" if n >= sampling.max_tokens else "stop")
             if cancel():
                 finish = "cancelled"
             results.append(Completion(text, finish, int(prompt_mask.sum()), n + (1 if hit_eos else 0)))

@@ -18,6 +18,7 @@ import numpy as np
 
 from engine.backends.types import Completion, GeneratorOptions, ModelFile, Sampling
 from engine.errors import UserError
+from engine.spec.kinds import FinishReason
 from engine.spec.prompts import ALPACA_STOP, alpaca_conversation, chat_messages, cut_at_stop
 
 
@@ -56,7 +57,7 @@ def load_llama(
     from engine.backends.gguf_meta import read_gguf_metadata
 
     read_gguf_metadata(path)  # raises UserError naming the file when the header is broken
-    extra = {} if seed is None else {"seed": seed}
+    extra: dict[str, Any] = {} if seed is None else {"seed": seed}
     try:
         with c_stderr_to_log():
             return llama_cpp.Llama(
@@ -118,7 +119,8 @@ class LlamaCppGenerator:
                 prompt, **completion_args(sampling, seed), stopping_criteria=stopper
             )
             choice, usage = result["choices"][0], result["usage"]
-            finish = "cancelled" if cancel() else (choice.get("finish_reason") or "stop")
+            ended: FinishReason = "length" if choice.get("finish_reason") == "length" else "stop"
+            finish: FinishReason = "cancelled" if cancel() else ended
             out.append(Completion(choice["text"], finish, usage["prompt_tokens"], usage["completion_tokens"]))
         return out
 
