@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.backends import registry
 from engine.errors import UserError
 from engine.events import Progress
 from engine.spec.generate import GenerateConfig
@@ -89,7 +90,8 @@ def open_generation(
         gen = last if last and last.phase != "done" and not new else None  # type: ignore[assignment]
     if gen is None:
         config = fresh({"seed": random.randrange(2**31), **options}, build_config, describe_errors)
-        models.resolve(ctx.db, project.base_model)
+        fmt, _, _ = models.resolve(ctx.db, project.base_model)
+        registry.runtime_for(fmt, config.backend)  # an unknown or unfit runtime is refused before anything is stored
         body = {"generate": config.model_dump(mode="json"), "model": project.base_model}
         gen = store.create(ctx.db, project, body, target or 5000)
         ctx.log(f"new generation {gen.id} (target {gen.target}, seed {config.seed})")

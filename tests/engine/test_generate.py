@@ -287,3 +287,14 @@ def test_threads_never_exceed_free_cores(monkeypatch) -> None:
     assert cpu.free_cores(0) == max(1, min(usable, total - 1))
     monkeypatch.setenv("SELFSPEC_THREADS", "7")
     assert cpu.free_cores(0) == 7
+
+
+def test_an_unknown_or_unfit_backend_is_refused_before_anything_is_stored(home: Path) -> None:
+    make_project()
+    for backend, needle in [("nope", "unknown runtime"), ("llama.cpp", "cannot run 'fake' models")]:
+        r = run_engine("generate", "--project", "t", "--target", "2", "--backend", backend)
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+    db = open_store()
+    assert db.execute("SELECT count(*) FROM generations").fetchone()[0] == 0
+    db.close()
+    assert run_engine("generate", "--project", "t", "--target", "2", "--backend", "fake").returncode == 0
