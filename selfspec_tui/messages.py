@@ -9,7 +9,8 @@ from selfspec_tui.engine_client import RunOutcome
 
 
 class EngineEvent(Message):
-    """One event from an engine child; a progress event waiting behind a newer one is dropped."""
+    """One event from an engine child; a progress event waiting behind a newer one is dropped,
+    unless it carries a data point of its own (training's per-step loss for the chart)."""
 
     def __init__(self, event: ev.Event) -> None:
         super().__init__()
@@ -20,6 +21,7 @@ class EngineEvent(Message):
             isinstance(message, EngineEvent)
             and isinstance(self.event, ev.Progress)
             and isinstance(message.event, ev.Progress)
+            and "step_loss" not in self.event.extra
         )
 
 

@@ -22,6 +22,7 @@ from engine.spec.commands import stage
 from engine.store import chats, projects
 from selfspec_tui.engine_client import ChatSession
 from selfspec_tui.screens.base import AppScreen
+from selfspec_tui.screens.chat_text import transcript
 from selfspec_tui.widgets.text_pane import TextPane
 
 # the sampling settings sent with every message: the chat command's knobs (labels and defaults)
@@ -383,21 +384,3 @@ class ChatScreen(AppScreen):
             self.query_one(f"#head-{pane}", Static).update(head)
             live = self.live[pane] if self.streaming and pane < len(self.live) else None
             self.query_one(f"#text-{pane}", TextPane).update(transcript(self.shown[pane], live), follow=True)
-
-
-def transcript(shown: list[tuple[str, str, str]], live: str | None) -> Text:
-    """One pane's conversation as text: the user's turns, the model's replies and their numbers."""
-    out = Text()
-    for role, text, note in shown:
-        if role == "user":
-            out.append("you › ", style="bold cyan")
-            out.append(text.strip() + "\n")
-        else:
-            out.append((text.strip() or "(no reply)") + "\n")
-            if note:
-                out.append(note + "\n", style="dim")
-        out.append("\n")
-    if live is not None:
-        out.append(live.lstrip() or "…")
-        out.append("▌", style="bold")
-    return out

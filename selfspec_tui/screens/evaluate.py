@@ -117,10 +117,6 @@ class EvaluateScreen(RunScreen):
             plt.ylim(0, 1)
         chart.refresh()
 
-    def command_args(self, new: bool) -> list[str]:
-        values = self.form().values()
-        return engine_args(self.project_name, values, bool(values["seeds"]), bool(values["off_domain"]), new)
-
     def action_hold_out(self) -> None:
         if not self.running:
             self.launch(["seeds", "hold-out", "--project", self.project_name, "--fraction", "0.2"], "holding out")

@@ -149,14 +149,8 @@ class ReviewScreen(TableKeys, AppScreen):
         return {i: views.example_cells(v) for i, v in review.row_views(self.db, ids).items()}
 
     def _show_counts(self) -> None:
-        c = self.counts
-        parts = [f"[{STATUS_STYLE[s]}]{s}[/] {c.get(s, 0):,}" for s in review.STATUSES]
-        training = c.get("accepted", 0) + c.get("edited", 0)
-        self.query_one("#review-counts", Static).update(
-            "   ".join(parts)
-            + f"    │ training set {training:,}    │ dropped by filters {self.dropped_total:,}"
-            + f"    │ shown {len(self.status_of):,}"
-        )
+        line = views.counts_line(self.counts, self.dropped_total, len(self.status_of))
+        self.query_one("#review-counts", Static).update(line)
         f = self.current_filter()
         what = ", ".join(f"{k}: {v}" for k, v in vars(f).items() if v not in ("", None, False, ()))
         self.query_one("#review-title", Static).update(

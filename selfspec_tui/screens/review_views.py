@@ -100,3 +100,14 @@ def export_args(project: str, opts: dict[str, Any]) -> list[str]:
     if opts["include_pending"]:
         args.append("--include-pending")
     return args
+
+
+def counts_line(counts: dict[str, int], dropped_total: int, shown: int) -> str:
+    """Examples per status, the training set, what the filters dropped and what is shown."""
+    parts = [f"[{STATUS_STYLE[s]}]{s}[/] {counts.get(s, 0):,}" for s in review.STATUSES]
+    training = counts.get("accepted", 0) + counts.get("edited", 0)
+    return (
+        "   ".join(parts)
+        + f"    │ training set {training:,}    │ dropped by filters {dropped_total:,}"
+        + f"    │ shown {shown:,}"
+    )

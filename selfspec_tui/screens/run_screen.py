@@ -17,6 +17,7 @@ from engine.spec import events as ev
 from engine.spec.commands import stage
 from engine.spec.stage import Command
 from selfspec_tui.engine_client import EngineRun
+from selfspec_tui.forms import form_args
 from selfspec_tui.messages import EngineEvent, RunEnded
 from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.widgets.run_progress import RunProgress
@@ -61,8 +62,9 @@ class RunScreen(AppScreen):
     # ---- what a stage screen provides ------------------------------------------------------
 
     def command_args(self, new: bool) -> list[str]:
-        """The command line for the form's values."""
-        raise NotImplementedError
+        """The command line for the form's values (a screen overrides it to add its own switches)."""
+        args = [*self.command.name.split(), "--project", self.project_name]
+        return args + form_args(self.command, self.form().values()) + (["--new"] if new else [])
 
     def on_stage_event(self, event: ev.Event) -> None:
         """Draw the stage's own live view from an event (progress is drawn already)."""

@@ -1,0 +1,23 @@
+"""How a chat pane's transcript is drawn: the model's text is shown literally, never as markup."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+
+def transcript(shown: list[tuple[str, str, str]], live: str | None) -> Text:
+    """One pane's conversation as text: the user's turns, the model's replies and their numbers."""
+    out = Text()
+    for role, text, note in shown:
+        if role == "user":
+            out.append("you › ", style="bold cyan")
+            out.append(text.strip() + "\n")
+        else:
+            out.append((text.strip() or "(no reply)") + "\n")
+            if note:
+                out.append(note + "\n", style="dim")
+        out.append("\n")
+    if live is not None:
+        out.append(live.lstrip() or "…")
+        out.append("▌", style="bold")
+    return out
