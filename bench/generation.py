@@ -1,14 +1,19 @@
-"""Generation benchmark: tokens/s of our loop against the backend called raw, on the same prompts.
+"""Generation benchmark: today's path against the batched one, end to end, on the embedded default.
 
-Our loop (prompt building, parsing, filtering, retrieval, SQLite commits, events) runs a real
-generation with the embedded default; every generate() call it makes is recorded and then replayed
-straight into the backend (llama-cpp-python's create_completion; transformers' model.generate),
-so both sides produce the same tokens. The ratio ours/raw is the share of the backend's speed our
-loop keeps (goal: overhead under 10%). With --hf, the same on a transformers folder made from the
-embedded default, plus batched against batch-1 generation on the same prompts (on a GPU the goal
-is 15x; the CPU figure is reported as measured).
+Both runs are real generations (prompt building, llama.cpp, parsing, filters, retrieval, SQLite
+commits) with the same model, seeds and sampling, each in its own project:
 
-    .venv/bin/python bench/generation.py [--target 4] [--max-prompts 6] [--hf]
+- today: the pre-batching runtime (bench/legacy_llamacpp.py, one prompt at a time through
+  create_completion, the cache reset per prompt), per-task answer demonstrations and the fixed
+  brainstorm token limit (`--demo-block 1 --no-size-from-seeds --batch-size 1`);
+- new: the product's defaults (batched multi-sequence decoding, shared-prefix reuse, one answer
+  demonstration set per block, the brainstorm limit sized from the seeds and runaway tasks cut).
+
+Printed: kept tasks/min, answered examples/min, tokens per kept task, prompt tokens evaluated and
+saved by prefix reuse, then the raw llama.cpp limits (one sequence; N sequences in one context).
+The last line is `speedup examples/min: X.XXx` (goal on 2 cores: at least 4x).
+
+    .venv/bin/python bench/generation.py [--target 16] [--batch 8] [--hf]
 """
 
 from __future__ import annotations
@@ -24,170 +29,168 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-class Recorder:
-    """Wraps a generator; keeps every call and its completions."""
+class Counting:
+    """Wraps a generator; adds up prompt and completion tokens per stage."""
 
     def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
-        self.inner, self.calls = inner, []
+        self.inner = inner
         self.name, self.context_length, self.batch_size = inner.name, inner.context_length, inner.batch_size
-        self.count_tokens, self.close = inner.count_tokens, lambda: None
+        self.count_tokens = inner.count_tokens
+        self.prompt_tokens = 0
+        self.tokens = 0
 
-    def generate(self, prompts, sampling, seeds, cancel):  # type: ignore[no-untyped-def]
-        out = self.inner.generate(prompts, sampling, seeds, cancel)
-        self.calls.append((list(prompts), sampling, list(seeds), out))
+    @property
+    def prefix_tokens_saved(self) -> int:
+        return int(getattr(self.inner, "prefix_tokens_saved", 0))
+
+    def generate(self, prompts, sampling, seeds, cancel, watch=None):  # type: ignore[no-untyped-def]
+        out = self.inner.generate(prompts, sampling, seeds, cancel, watch)
+        self.prompt_tokens += sum(o.prompt_tokens for o in out)
+        self.tokens += sum(o.tokens for o in out)
         return out
 
+    def close(self) -> None:
+        self.inner.close()
 
-def project(home: Path, model: str) -> None:
-    os.environ["SELFSPEC_HOME"] = str(home)
+
+def make_project(name: str, model: str) -> None:
     from engine.stages.context import Context
     from engine.stages.corpus import import_corpus
     from engine.stages.seeds_io import read_seed_file
     from engine.store import open_store, projects, seeds
 
     db = open_store()
-    p = projects.create(db, "bench", "biomedicine", model)
+    p = projects.create(db, name, "biomedicine", model)
     seeds.import_drafts(db, p, "bio", read_seed_file(ROOT / "seeds" / "biomedicine.jsonl"), "bench")
     import_corpus(Context(db=db, emit=lambda e: None, project=p), [ROOT / "seeds" / "corpus" / "biomedicine"])
 
 
-def ours(generator, options: dict, target: int) -> tuple[Recorder, dict[str, float]]:  # type: ignore[no-untyped-def]
+def run(name: str, model: str, options: dict, target: int) -> dict[str, float]:
     from engine.stages.context import Context
     from engine.stages.generate import GenerationRun, open_generation
-    from engine.store import open_store, projects
+    from engine.store import generation, open_store, projects
 
+    make_project(name, model)
     db = open_store()
-    ctx = Context(db=db, emit=lambda e: None, project=projects.get(db, "bench"))
+    ctx = Context(db=db, emit=lambda e: None, project=projects.get(db, name))
     job = GenerationRun(ctx, open_generation(ctx, options, target, None, True))
-    rec = Recorder(generator)
-    job.generator = rec
-    times = {}
+    job.load_model()
+    job.generator = counter = Counting(job.generator)
+    job.searcher = job._searcher()  # the embedder and index load once; not timed
     t0 = time.perf_counter()
     job.brainstorm()
-    times["brainstorm"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    job.searcher = job._searcher()  # one-time load of the embedder and index, reported apart
-    times["retrieval_load"] = time.perf_counter() - t0
+    brainstorm_s = time.perf_counter() - t0
+    brainstorm_tokens = counter.tokens
+    generation.set_phase(db, job.gen.id, "respond")
     t0 = time.perf_counter()
     job.respond()
-    times["respond"] = time.perf_counter() - t0
-    return rec, times
+    respond_s = time.perf_counter() - t0
+    counter.close()
+    summary = job.summary()
+    return {
+        "kept": summary["kept_tasks"],
+        "examples": summary["examples"],
+        "prompts": summary["prompts"],
+        "brainstorm_s": brainstorm_s,
+        "respond_s": respond_s,
+        "tokens_per_kept": brainstorm_tokens / max(summary["kept_tasks"], 1),
+        "prompt_tokens": counter.prompt_tokens,
+        "saved": counter.prefix_tokens_saved,
+    }
 
 
-def stage_of(call) -> str:  # type: ignore[no-untyped-def]
-    return "brainstorm" if "List of tasks:" in call[0][0] else "respond"
+def raw_rates(gguf: Path, threads: int, n: int) -> tuple[float, float]:
+    """llama.cpp's own limit: tokens/s decoding one sequence, and n sequences in one context."""
+    from engine.backends.runtimes.llama_batch import BatchContext
+    from engine.backends.types import Sampling
 
-
-def replay_llama(llm, calls) -> tuple[dict[str, float], bool]:  # type: ignore[no-untyped-def]
-    from engine.backends.runtimes.llamacpp import completion_args
-
-    times = {"brainstorm": 0.0, "respond": 0.0}
-    same = True
-    for prompts, s, seeds, outs in calls:
-        for prompt, seed, out in zip(prompts, seeds, outs):
-            llm.reset()
-            t0 = time.perf_counter()
-            r = llm.create_completion(prompt, **completion_args(s, seed))
-            times[stage_of((prompts,))] += time.perf_counter() - t0
-            same &= r["choices"][0]["text"] == out.text
-    return times, same
-
-
-def report(label: str, calls, ours_t: dict, raw_t: dict) -> None:  # type: ignore[no-untyped-def]
-    for stage in ("brainstorm", "respond"):
-        tokens = sum(o.tokens for c in calls if stage_of(c) == stage for o in c[3])
-        if not tokens or not raw_t[stage]:
-            continue
-        o_rate, r_rate = tokens / ours_t[stage], tokens / raw_t[stage]
-        print(
-            f"{label:<14} {stage:<10} {tokens:>7} {r_rate:>12.1f} {o_rate:>12.1f} {o_rate / r_rate:>8.3f}"
-            f" {100 * (1 - o_rate / r_rate):>9.1f}%"
-        )
+    engine = BatchContext(gguf, threads, 1024, n)
+    sampling = Sampling(1.0, 1.0, 128)
+    rates = []
+    for size in (1, n):
+        prompts = [engine.tokenize(f"Chapter {i}. The old lighthouse keeper had a secret") for i in range(size)]
+        t0 = time.perf_counter()
+        outs = engine.generate(prompts, sampling, list(range(size)), lambda: False)
+        rates.append(sum(o.tokens for o in outs) / (time.perf_counter() - t0))
+    engine.close()
+    return rates[0], rates[1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--target", type=int, default=4)
-    ap.add_argument("--max-prompts", type=int, default=6)
-    ap.add_argument("--hf", action="store_true", help="also the transformers backend (slow on CPU)")
+    ap.add_argument("--target", type=int, default=16, help="examples per run")
+    ap.add_argument("--batch", type=int, default=8, help="the new path's batch size")
+    ap.add_argument("--hf", action="store_true", help="also transformers batched against batch 1 (slow on CPU)")
     args = ap.parse_args()
     for key in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_NO_ADVISORY_WARNINGS"):
         os.environ.setdefault(key, "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from engine.backends.runtimes.llamacpp import LlamaCppGenerator
-    from engine.backends.types import GeneratorOptions, ModelFile
+    os.environ["SELFSPEC_PLUGINS"] = ",".join(
+        filter(None, [os.environ.get("SELFSPEC_PLUGINS", ""), "bench.legacy_llamacpp"])
+    )
     from engine.cpu import free_cores
     from engine.stages.models import DEFAULT_MODEL, builtin_path
 
     gguf = builtin_path(DEFAULT_MODEL)
     assert gguf is not None, "the embedded default model is not installed"
     threads = free_cores()
-    options = {"seed": 7, "max_prompts": args.max_prompts, "max_tokens": 256, "response_max_tokens": 128}
-    print(f"embedded default {gguf.name}, {threads} threads, target {args.target}, max {args.max_prompts} prompts")
-    print(
-        f"{'backend':<14} {'stage':<10} {'tokens':>7} {'raw tok/s':>12} {'ours tok/s':>12}"
-        f" {'ratio':>8} {'overhead':>10}"
-    )
+    print(f"embedded default {gguf.name}, {threads} threads, target {args.target}, load {os.getloadavg()[0]:.2f}")
+    common = {"seed": 7, "max_prompts": 20 * args.target}
+    today = {**common, "backend": "llama.cpp-serial", "batch_size": 1, "demo_block": 1, "size_from_seeds": False}
+    new = {**common, "batch_size": args.batch}
     with tempfile.TemporaryDirectory() as tmp:
-        project(Path(tmp), DEFAULT_MODEL)
-        gen = LlamaCppGenerator(ModelFile(DEFAULT_MODEL, "gguf", gguf), GeneratorOptions(threads, 4096))
-        rec, ours_t = ours(gen, options, args.target)
-        raw_t, same = replay_llama(gen.llm, rec.calls)
-        report("llama.cpp", rec.calls, ours_t, raw_t)
-        print(f"one-time load of the retrieval embedder and index (not in the ratios): {ours_t['retrieval_load']:.2f}s")
-        print(f"replayed outputs identical to the loop's: {same}")
-        gen.close()
-        if args.hf:
-            hf_bench(Path(tmp), gguf, threads, options, args.target)
+        os.environ["SELFSPEC_HOME"] = tmp
+        results = {"today": run("today", DEFAULT_MODEL, today, args.target)}
+        results["new"] = run("new", DEFAULT_MODEL, new, args.target)
+    print(
+        f"{'path':<6} {'prompts':>7} {'kept':>5} {'examples':>8} {'kept/min':>9} {'examples/min':>12}"
+        f" {'tok/kept':>9} {'prompt tok':>10} {'saved':>7} {'brainstorm s':>12} {'answer s':>9}"
+    )
+    for name, r in results.items():
+        total = r["brainstorm_s"] + r["respond_s"]
+        print(
+            f"{name:<6} {r['prompts']:>7.0f} {r['kept']:>5.0f} {r['examples']:>8.0f}"
+            f" {60 * r['kept'] / r['brainstorm_s']:>9.2f} {60 * r['examples'] / total:>12.2f}"
+            f" {r['tokens_per_kept']:>9.1f} {r['prompt_tokens']:>10.0f} {r['saved']:>7.0f}"
+            f" {r['brainstorm_s']:>12.1f} {r['respond_s']:>9.1f}"
+        )
+    one, many = raw_rates(gguf, threads, args.batch)
+    print(f"raw llama.cpp: one sequence {one:.1f} tok/s, {args.batch} sequences {many:.1f} tok/s ({many / one:.2f}x)")
+    if args.hf:
+        hf_batched(gguf, threads)
+    kept_rate = {k: r["kept"] / r["brainstorm_s"] for k, r in results.items()}
+    per_min = {k: 60 * r["examples"] / (r["brainstorm_s"] + r["respond_s"]) for k, r in results.items()}
+    print(f"speedup kept tasks/min: {kept_rate['new'] / kept_rate['today']:.2f}x")
+    print(f"speedup examples/min: {per_min['new'] / per_min['today']:.2f}x")
 
 
-def hf_bench(tmp: Path, gguf: Path, threads: int, options: dict, target: int) -> None:
-    import torch
+def hf_batched(gguf: Path, threads: int) -> None:
+    """transformers batch 8 against batch 1 on the same prompts (on a GPU the goal is vLLM at 15x)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.backends.runtimes.hf import TransformersGenerator
     from engine.backends.types import GeneratorOptions, ModelFile, Sampling
 
-    folder = tmp / "hf"
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model.hf_quantizer = None
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    del model
-    gen = TransformersGenerator(ModelFile("smol-hf", "hf", folder), GeneratorOptions(threads, 4096, "auto", 8))
-    rec, ours_t = ours(gen, {**options, "batch_size": 8}, target)
-    raw_t = {"brainstorm": 0.0, "respond": 0.0}
-    for prompts, s, seeds, _ in rec.calls:
-        enc = gen.tok(prompts, return_tensors="pt", padding=True).to(gen.device)
-        torch.manual_seed(seeds[0])
-        kw = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p, "top_k": 0} if s.temperature else {}
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            gen.model.generate(
-                **enc,
-                max_new_tokens=s.max_tokens,
-                pad_token_id=gen.tok.pad_token_id,
-                stop_strings=list(s.stop),
-                tokenizer=gen.tok,
-                **kw,
-            )
-        raw_t[stage_of((prompts,))] += time.perf_counter() - t0
-    report("transformers", rec.calls, ours_t, raw_t)
-    # batched against batch-1 on the same 8 answer prompts, greedy, fixed length
-    prompts = [p for c in rec.calls if stage_of(c) == "respond" for p in c[0]][:8] or [c[0][0] for c in rec.calls][:8]
-    prompts = (prompts * 8)[:8]
-    greedy = Sampling(0.0, 1.0, 64)
-    rates = {}
-    for size in (1, 8):
-        gen.batch_size = size
-        t0 = time.perf_counter()
-        outs = gen.generate(prompts, greedy, [0] * len(prompts), lambda: False)
-        rates[size] = sum(o.tokens for o in outs) / (time.perf_counter() - t0)
-    print(
-        f"transformers on {gen.device}: batch 8 {rates[8]:.1f} tok/s vs batch 1 {rates[1]:.1f} tok/s "
-        f"= {rates[8] / rates[1]:.2f}x (goal on a GPU: 15x)"
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "hf"
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model.hf_quantizer = None
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+        del model
+        gen = TransformersGenerator(ModelFile("smol-hf", "hf", folder), GeneratorOptions(threads, 4096, "auto", 8))
+        prompts = [f"Question {i}: what does the liver do? Answer:" for i in range(8)]
+        rates = {}
+        for size in (1, 8):
+            gen.batch_size = size
+            t0 = time.perf_counter()
+            outs = gen.generate(prompts, Sampling(0.0, 1.0, 64), [0] * 8, lambda: False)
+            rates[size] = sum(o.tokens for o in outs) / (time.perf_counter() - t0)
+        print(
+            f"transformers on {gen.device}: batch 8 {rates[8]:.1f} tok/s vs batch 1 {rates[1]:.1f} tok/s"
+            f" = {rates[8] / rates[1]:.2f}x"
+        )
+        gen.close()
 
 
 if __name__ == "__main__":

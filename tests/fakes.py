@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.backends import registry
-from engine.backends.types import Completion, cut_at_stop
+from engine.backends.types import Completion, cut_at_stop, watched
 from engine.stages.templates import BRAINSTORM_HEAD, PASSAGES_HEAD
 
 FAKE_MODEL = "fake-generator"
@@ -154,7 +154,7 @@ class FakeGenerator:
             rng.sample(_TOPICS, 3)
         )
 
-    def generate(self, prompts, sampling, seeds, cancel):  # type: ignore[no-untyped-def]
+    def generate(self, prompts, sampling, seeds, cancel, watch=None):  # type: ignore[no-untyped-def]
         delay = float(os.environ.get("SELFSPEC_FAKE_GEN_DELAY", "0") or 0)
         out = []
         for prompt, seed in zip(prompts, seeds):
@@ -169,7 +169,7 @@ class FakeGenerator:
             if len(words) > sampling.max_tokens:
                 text, finish = " ".join(words[: sampling.max_tokens]), "length"
             out.append(Completion(text, finish, self.count_tokens(prompt), min(len(words), sampling.max_tokens)))
-        return out
+        return [watched(c, watch) for c in out]
 
     def close(self) -> None:
         pass

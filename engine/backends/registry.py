@@ -60,6 +60,8 @@ def register_embedder(prefix: str, factory: Callable[[str], Any]) -> None:
 
 register_runtime(Runtime("llama.cpp", "engine.backends.runtimes.llamacpp", ("gguf",), default_for=("gguf",)))
 register_runtime(Runtime("transformers", "engine.backends.runtimes.hf", ("hf", "gguf"), default_for=("hf",)))
+register_runtime(Runtime("endpoint", "engine.backends.runtimes.endpoint", ("gguf", "hf")))
+register_runtime(Runtime("vllm", "engine.backends.runtimes.vllm_runtime", ("hf",)))
 
 
 def load_plugins() -> None:

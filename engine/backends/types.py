@@ -11,7 +11,7 @@ from typing import Protocol
 from engine.spec.kinds import FinishReason
 from engine.spec.prompts import cut_at_stop
 
-__all__ = ["Completion", "Generator", "ModelFile", "Sampling", "Scorer", "cut_at_stop"]
+__all__ = ["Completion", "Generator", "ModelFile", "Sampling", "Scorer", "Watch", "cut_at_stop", "watched"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,17 @@ class GeneratorOptions:
     context: int
     device: str = "auto"
     batch_size: int = 8
+    endpoint: str = ""
+    """an OpenAI-compatible server's base URL (the endpoint runtime)"""
+    served_model: str = ""
+    """the model name the server knows (default: the project's base model name)"""
+    tensor_parallel: int = 1
+    data_parallel: int = 1
+
+
+Watch = Callable[[str, int], "int | None"]
+"""Looks at a completion's text and token count so far; returns a character offset to end it there
+(finish "stop"), or None to go on. Runtimes that cannot look mid-generation apply it to the final text."""
 
 
 class Generator(Protocol):
@@ -56,7 +67,12 @@ class Generator(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     def generate(
-        self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int], cancel: Callable[[], bool]
+        self,
+        prompts: Sequence[str],
+        sampling: Sampling,
+        seeds: Sequence[int],
+        cancel: Callable[[], bool],
+        watch: Watch | None = None,
     ) -> list[Completion]: ...
 
     def close(self) -> None: ...
@@ -70,3 +86,17 @@ class Scorer(Protocol):
     def generate(self, prompt: str, max_tokens: int) -> str: ...
 
     def close(self) -> None: ...
+
+
+def watched(c: Completion, watch: Watch | None) -> Completion:
+    """A finished completion as a runtime that watched it would have ended it: the watch is asked at
+    every line end, with a token count prorated by characters."""
+    if watch is None or not c.text:
+        return c
+    at = c.text.find("\n")
+    while at >= 0:
+        cut = watch(c.text[: at + 1], round(c.tokens * (at + 1) / len(c.text)))
+        if cut is not None:
+            return Completion(c.text[:cut], "stop", c.prompt_tokens, round(c.tokens * cut / len(c.text)))
+        at = c.text.find("\n", at + 1)
+    return c

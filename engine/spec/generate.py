@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.spec.stage import Knob, build, knobs_of
 from engine.spec.stage import describe_errors as describe
 
-TEMPLATE_VERSION = "ss-v1"
+TEMPLATE_VERSION = "ss-v2"
+"""ss-v2: answer demonstrations shared per block of tasks, brainstorm token limit sized from the seeds.
+A stored ss-v1 config reads back with the v1 behaviour (see GenerateConfig._v1_defaults)."""
 
 
 class Strict(BaseModel):
@@ -59,16 +61,38 @@ class GenerateConfig(Strict):
     demos: int = Field(default=5, ge=0, le=20)
     """seed demonstrations per answer prompt"""
     filters: FilterConfig = FilterConfig()
-    batch_size: int = Field(default=8, ge=1, le=512)
-    """prompts per batch on the transformers backend (llama.cpp answers one at a time)"""
+    batch_size: int = Field(default=8, ge=1, le=256)
+    """sequences decoded together (llama.cpp slots, a transformers batch, concurrent endpoint requests)"""
+    demo_block: int = Field(default=16, ge=1, le=4096)
+    """tasks answered in one call with one set of demonstrations (their shared prefix is evaluated once)"""
+    size_from_seeds: bool = True
+    """size the brainstorm token limit from the seeds' lengths; never start a task the limit cuts off"""
     context: int = Field(default=4096, ge=256, le=131072)
     """context window to use, in tokens"""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """where the transformers runtime runs"""
     backend: str = "auto"
     """runtime: auto (llama.cpp for GGUF, transformers for HF folders) or a registered runtime's name"""
+    endpoint: str = ""
+    """base URL of an OpenAI-compatible completions server to generate with (implies --backend endpoint)"""
+    served_model: str = ""
+    """the model name the endpoint serves (default: the project's base model name)"""
+    tensor_parallel_size: int = Field(default=1, ge=1, le=64)
+    """vLLM: GPUs one model instance is split across"""
+    data_parallel_size: int = Field(default=1, ge=1, le=64)
+    """vLLM: model instances serving requests side by side"""
     max_prompts: int = Field(default=0, ge=0)
     """stop brainstorming after this many prompts even if the target is not reached (0: 20 x target + 20)"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v1_defaults(cls, data: object) -> object:
+        """A config stored before ss-v2 keeps its behaviour: per-task demonstrations, a fixed limit."""
+        if isinstance(data, dict) and data.get("template") == "ss-v1":
+            return {"demo_block": 1, "size_from_seeds": False, **data}
+        if isinstance(data, dict) and data.get("endpoint") and data.get("backend", "auto") == "auto":
+            return {**data, "backend": "endpoint"}
+        return data
 
     def prompt_budget(self, target: int) -> int:
         return self.max_prompts or 20 * target + 20
@@ -102,9 +126,15 @@ FLAT: dict[str, tuple[str, ...]] = {
     "max_words": ("filters", "max_words"),
     "max_input_words": ("filters", "max_input_words"),
     "batch_size": ("batch_size",),
+    "demo_block": ("demo_block",),
+    "size_from_seeds": ("size_from_seeds",),
     "context": ("context",),
     "device": ("device",),
     "backend": ("backend",),
+    "endpoint": ("endpoint",),
+    "served_model": ("served_model",),
+    "tensor_parallel_size": ("tensor_parallel_size",),
+    "data_parallel_size": ("data_parallel_size",),
     "max_prompts": ("max_prompts",),
 }
 _HIDDEN: dict[str, object] = {"form": False}
@@ -127,10 +157,16 @@ META: dict[str, dict[str, object]] = {
     "min_words": _HIDDEN,
     "max_words": _HIDDEN,
     "max_input_words": _HIDDEN,
-    "batch_size": {"label": "batch size (HF)"},
+    "batch_size": {"label": "batch size"},
+    "demo_block": _HIDDEN,
+    "size_from_seeds": _HIDDEN,
     "context": _HIDDEN,
     "device": _HIDDEN,
     "backend": _HIDDEN,
+    "endpoint": {"label": "endpoint URL (blank: local)", "run_control": True},
+    "served_model": _HIDDEN,
+    "tensor_parallel_size": _HIDDEN,
+    "data_parallel_size": _HIDDEN,
     "max_prompts": {**_HIDDEN, "run_control": True},
 }
 

@@ -228,11 +228,12 @@ def few_shot_pool(db: Database, project: Project, sets: list[EvalSet]) -> list[E
 
 
 def demonstrations(pool: list[EvalItem], item: EvalItem, k: int, seed: int = 0) -> list[EvalItem]:
-    """k demonstrations for one item, the same ones on every run (seeded by the item's key)."""
+    """k demonstrations, the same for every item (so their prompt prefix is evaluated once per batch)
+    and on every run; an item that is itself among them gets the next one in its place."""
     if k <= 0 or not pool:
         return []
-    candidates = [d for d in pool if d.key != item.key]
-    return random.Random(f"{seed}:{item.key}").sample(candidates, min(k, len(candidates)))
+    order = random.Random(f"{seed}:shared").sample(pool, min(k + 1, len(pool)))
+    return [d for d in order if d.key != item.key][:k]
 
 
 def reserve_seeds(db: Database, project: Project, fraction: float, seed: int = 0) -> dict[str, Any]:

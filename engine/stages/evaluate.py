@@ -26,6 +26,7 @@ from engine.store import adapters, evals
 from engine.store.records import Project
 
 FLUSH_EVERY = 8
+"""items scored per pass and committed together"""
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,27 @@ def prompt_for(item: EvalItem, demos: list[EvalItem]) -> str:
     return prompts.few_shot(((d.instruction, d.input, d.output) for d in demos), item.instruction, item.input)
 
 
+def score_items(
+    scorer: Any, ev: EvalSet, items: list[EvalItem], prompts: list[str], max_tokens: int
+) -> list[evals.ItemScore]:
+    """Scores of a chunk of items; label log-likelihoods in one batched pass where the runtime has one."""
+    many = getattr(scorer, "label_logprobs_many", None)
+    if not ev.classification or many is None:
+        return [score_item(scorer, ev, i, p, max_tokens) for i, p in zip(items, prompts)]
+    found = many(prompts, [list(i.labels) for i in items])
+    return [_labelled(scorer, ev, i, lps) for i, lps in zip(items, found)]
+
+
+def _labelled(scorer: Any, ev: EvalSet, item: EvalItem, lps: list[float]) -> evals.ItemScore:
+    labels = list(item.labels)
+    pred = labels[max(range(len(labels)), key=lambda i: lps[i])]
+    detail: dict[str, Any] = {"logprobs": {label: round(lp, 4) for label, lp in zip(labels, lps)}}
+    return evals.ItemScore(ev.name, scorer.name, item.key, item.output, pred, float(pred == item.output), detail)
+
+
 def score_item(scorer: Any, ev: EvalSet, item: EvalItem, prompt: str, max_tokens: int) -> evals.ItemScore:
     if ev.classification:
-        labels = list(item.labels)
-        lps = scorer.label_logprobs(prompt, labels)
-        pred = labels[max(range(len(labels)), key=lambda i: lps[i])]
-        detail: dict[str, Any] = {"logprobs": {label: round(lp, 4) for label, lp in zip(labels, lps)}}
-        return evals.ItemScore(ev.name, scorer.name, item.key, item.output, pred, float(pred == item.output), detail)
+        return _labelled(scorer, ev, item, scorer.label_logprobs(prompt, list(item.labels)))
     out = scorer.generate(prompt, max_tokens)
     detail = {"exact_match": scoring.exact_match(out, item.output)}
     return evals.ItemScore(ev.name, scorer.name, item.key, item.output, out, scoring.rouge_l(out, item.output), detail)
@@ -134,6 +149,7 @@ def run_eval(
         "models": specs,
         "shots": shots,
         "max_tokens": max_tokens,
+        "demonstrations": "shared",  # one few-shot set for every item (before: one per item)
     }
     model_prints = {
         r.spec: quick_fingerprint(r.path) + (f"+{quick_fingerprint(r.lora)}" if r.lora else "") for r in refs
@@ -176,16 +192,13 @@ def run_eval(
             scorer = registry.open_scorer(model, ctx.threads, ref.runtime)
             try:
                 for s in sets:
-                    batch: list[evals.ItemScore] = []
-                    for item in todo[(ref.spec, s.name)]:
+                    items = todo[(ref.spec, s.name)]
+                    for start in range(0, len(items), FLUSH_EVERY):
                         ctx.check_stop()
-                        demos = eval_data.demonstrations(pool, item, shots)
-                        batch.append(score_item(scorer, s, item, prompt_for(item, demos), max_tokens))
-                        progress.advance()
-                        if len(batch) >= FLUSH_EVERY:
-                            evals.record(ctx.db, ev.id, batch)
-                            batch = []
-                    evals.record(ctx.db, ev.id, batch)
+                        chunk = items[start : start + FLUSH_EVERY]
+                        prompts = [prompt_for(i, eval_data.demonstrations(pool, i, shots)) for i in chunk]
+                        evals.record(ctx.db, ev.id, score_items(scorer, s, chunk, prompts, max_tokens))
+                        progress.advance(len(chunk))
             finally:
                 scorer.close()
     except Interrupted:

@@ -37,6 +37,8 @@ class Tally:
     dropped: Counter[str] = field(default_factory=Counter)
     tokens: int = 0
     seconds: float = 0.0
+    brainstorm_tokens: int = 0
+    kept_this_run: int = 0
 
     def tokens_per_s(self) -> float | None:
         return round(self.tokens / self.seconds, 1) if self.seconds > 0 else None
@@ -52,6 +54,9 @@ class Tally:
             },
             "dropped": dict(self.dropped.most_common()),
             "tokens_per_s": self.tokens_per_s(),
+            "tokens_per_kept_task": round(self.brainstorm_tokens / self.kept_this_run, 1)
+            if self.kept_this_run
+            else None,
         }
 
 

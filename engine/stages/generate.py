@@ -23,7 +23,7 @@ from engine.stages import models
 from engine.stages.context import Context, Interrupted
 from engine.stages.filters import RougePool, Verdict, check_response, check_task, normalized
 from engine.stages.gen_setup import Tally, item_seed, open_generation, seed_pool
-from engine.stages.task_parser import parse_tasks
+from engine.stages.task_parser import parse_tasks, task_starts
 from engine.stages.templates import (
     RESPONSE_STOP,
     Demo,
@@ -33,6 +33,7 @@ from engine.stages.templates import (
     brainstorm_stop,
     requirements,
     response_prompt,
+    task_block,
 )
 from engine.store import generation as store
 from engine.store import projects, seeds
@@ -53,6 +54,7 @@ class GenerationRun:
         self.seed_norms = {normalized(s.instruction) for s in self.seeds}
         self.tally = Tally()
         self.generator: Any = None
+        self.limit, self.per_task = self.config.brainstorm.max_tokens, 0  # set from the seeds by _plan_tokens
         self.searcher: Any = None  # loaded on first need (embedder + index)
 
     def load_model(self) -> None:
@@ -64,7 +66,17 @@ class GenerationRun:
         threads = free_cores()
         runtime = registry.runtime_for(fmt, self.config.backend)
         self.ctx.log(f"loading {self.model_name} ({fmt} on {runtime.name}, {threads} threads)")
-        options = GeneratorOptions(threads, self.config.context, self.config.device, self.config.batch_size)
+        cfg = self.config
+        options = GeneratorOptions(
+            threads,
+            cfg.context,
+            cfg.device,
+            cfg.batch_size,
+            endpoint=cfg.endpoint,
+            served_model=cfg.served_model,
+            tensor_parallel=cfg.tensor_parallel_size,
+            data_parallel=cfg.data_parallel_size,
+        )
         self.generator = registry.open_generator(ModelFile(self.model_name, fmt, path), options, self.config.backend)
 
     # ---- stage 1 ---------------------------------------------------------------------------
@@ -84,9 +96,52 @@ class GenerationRun:
         for k in range(self.config.k_seeds, 0, -1):
             demos, seed_ids, mixed_ids = self._demos(idx, kept, k)
             prompt = brainstorm_prompt(self.project.domain, demos, reqs)
-            if self.generator.count_tokens(prompt) + self.config.brainstorm.max_tokens <= self.generator.context_length:
+            if self.generator.count_tokens(prompt) + self.limit <= self.generator.context_length:
                 return prompt, len(demos), seed_ids, mixed_ids
         return None
+
+    def _plan_tokens(self) -> None:
+        """The brainstorm token limit, and the tokens one new task is expected to take (p90 of the seeds)."""
+        cfg = self.config
+        self.limit, self.per_task = cfg.brainstorm.max_tokens, 0
+        if cfg.size_from_seeds:
+            sizes = sorted(
+                self.generator.count_tokens(task_block(1, Demo(s.instruction, s.input, "", s.task_type)))
+                for s in self.seeds
+            )
+            self.per_task = sizes[int(0.9 * (len(sizes) - 1))]
+            self.limit = min(cfg.brainstorm.max_tokens, cfg.tasks_per_prompt * self.per_task * 2 + 16)
+
+    def _watch(self, n_demos: int) -> Any:
+        """Ends a completion once it begins a task past the per-prompt count, or begins one that the
+        remaining token budget cannot finish: no tokens go to a task that would be thrown away."""
+        prefix, want = brainstorm_prefix(n_demos), self.config.tasks_per_prompt
+        limit, per_task = self.limit, self.per_task
+
+        def watch(text: str, tokens: int) -> int | None:
+            if not text.endswith("\n"):
+                return None
+            full = prefix + text
+            starts = task_starts(full)
+            if len(starts) > want:
+                return max(0, starts[want] - len(prefix))
+            just_began = len(starts) > 1 and starts[-1] == full.rfind("\n", 0, len(full) - 1) + 1
+            if per_task and just_began and tokens + per_task > limit:
+                return max(0, starts[-1] - len(prefix))
+            return None
+
+        return watch
+
+    def _brainstorm_call(self, done: int, kept: int) -> int:
+        """Prompts in the next call: up to two per decoding slot, but no more than the target still
+        needs at the yield seen so far (a pure function of stored counts, so a resumed run makes the
+        same calls)."""
+        slots = self.generator.batch_size
+        if not self.config.size_from_seeds:
+            return slots  # an ss-v1 generation keeps its layout
+        rate = kept / done if done >= slots else self.config.tasks_per_prompt / 2
+        needed = -(-(self.gen.target - kept) // max(rate, 0.25))
+        return int(max(1, min(2 * slots, needed)))
 
     def _task_types(self) -> list[str]:
         counts = Counter(s.task_type for s in self.seeds if s.task_type)
@@ -111,10 +166,13 @@ class GenerationRun:
         self.tally.dropped.update(store.drop_counts(ctx.db, gen.id))
         self.tally.prompts = idx
         budget = cfg.prompt_budget(gen.target)
+        self._plan_tokens()
+        if cfg.size_from_seeds:
+            ctx.log(f"brainstorm limit {self.limit} tokens per prompt (a task takes about {self.per_task})")
         progress = ctx.progress("brainstorm", gen.target, "tasks kept", done=min(len(kept), gen.target))
         while len(kept) < gen.target and idx < budget:
             ctx.check_stop()
-            batch = list(range(idx, min(idx + self.generator.batch_size, budget)))
+            batch = list(range(idx, min(idx + self._brainstorm_call(idx, len(kept)), budget)))
             fitted = {i: self._fit_brainstorm(i, kept) for i in batch}
             runnable = [i for i in batch if fitted[i] is not None]
             t0 = time.monotonic()
@@ -124,7 +182,7 @@ class GenerationRun:
                 sampling = Sampling(
                     cfg.brainstorm.temperature,
                     cfg.brainstorm.top_p,
-                    cfg.brainstorm.max_tokens,
+                    self.limit,
                     brainstorm_stop(n_demos, cfg.tasks_per_prompt),
                 )
                 outs = self.generator.generate(
@@ -132,6 +190,7 @@ class GenerationRun:
                     sampling,
                     [item_seed(cfg.seed, "brainstorm", i) for i in runnable],
                     ctx.should_stop,
+                    self._watch(n_demos) if cfg.size_from_seeds else None,
                 )
                 if len(outs) < len(runnable) or any(o.finish == "cancelled" for o in outs):
                     raise Interrupted()
@@ -195,6 +254,7 @@ class GenerationRun:
         for record, drafts in records:
             t.prompts += 1
             t.tokens += record.tokens
+            t.brainstorm_tokens += record.tokens
             t.seconds += record.seconds
             for d in drafts:
                 t.parsed += 1 if d.instruction else 0
@@ -215,6 +275,7 @@ class GenerationRun:
                 )
         new = len(kept) - t.kept
         t.kept = len(kept)
+        t.kept_this_run += new
         t.attach(progress)
         progress.advance(max(0, min(new, self.gen.target - progress.done)), force=True)
 
@@ -234,13 +295,14 @@ class GenerationRun:
         done = len(ordered) - len(todo_ids)
         self.tally.responses = store.count_examples(ctx.db, gen.id)
         progress = ctx.progress("respond", len(ordered), "responses", done=done)
-        size = self.generator.batch_size
+        size = cfg.demo_block if cfg.demo_block > 1 else self.generator.batch_size  # one call per block
         for start in range(0, len(ordered), size):
             batch = [c for c in ordered[start : start + size] if c.id in todo_ids]
             if not batch:
                 continue
             ctx.check_stop()
-            prepared = [self._response_prompt(c, searcher) for c in batch]
+            at = {c.id: start + k for k, c in enumerate(ordered[start : start + size])}
+            prepared = [self._response_prompt(c, searcher, at[c.id]) for c in batch]
             runnable = [(c, p) for c, p in zip(batch, prepared) if p is not None]
             t0 = time.monotonic()
             outs = []
@@ -264,7 +326,7 @@ class GenerationRun:
                 if not verdict.kept:
                     dropped.append((c.id, verdict.reason, verdict.detail))
                     continue
-                made.append(self._example(c, out, p, origins))  # type: ignore[arg-type]
+                made.append(self._example(c, out, p, origins, at[c.id]))  # type: ignore[arg-type]
             store.save_responses(ctx.db, self.project, gen.id, made, dropped)
             for _cid, reason, _ in dropped:
                 self.tally.dropped[reason] += 1
@@ -291,9 +353,16 @@ class GenerationRun:
         self._searcher_check()
         return Searcher(self.ctx)
 
-    def _response_prompt(self, c: Candidate, searcher: Any) -> tuple[str, list[int], list[dict[str, Any]]] | None:
+    def _response_prompt(
+        self, c: Candidate, searcher: Any, position: int
+    ) -> tuple[str, list[int], list[dict[str, Any]]] | None:
+        """The answer prompt: one demonstration set per block of `demo_block` tasks (in stage-2 order),
+        so a batch's prompts share their head and demonstrations, evaluated once."""
         cfg = self.config
-        rng = random.Random(item_seed(cfg.seed, "respond-demos", c.prompt_idx, c.item_idx))
+        if cfg.demo_block > 1:
+            rng = random.Random(item_seed(cfg.seed, "respond-demos-block", position // cfg.demo_block))
+        else:
+            rng = random.Random(item_seed(cfg.seed, "respond-demos", c.prompt_idx, c.item_idx))
         shots = rng.sample(self.seeds, min(cfg.demos, len(self.seeds)))
         hits = searcher.search(f"{c.instruction}\n{c.input}".strip(), cfg.passages) if searcher else []
         task = Demo(c.instruction, c.input, "", c.task_type)
@@ -311,7 +380,7 @@ class GenerationRun:
             else:
                 return None
 
-    def _example(self, c: Candidate, out: Any, prepared: tuple, origins: dict) -> Any:  # type: ignore[type-arg]
+    def _example(self, c: Candidate, out: Any, prepared: tuple, origins: dict, position: int) -> Any:  # type: ignore[type-arg]
         from engine.store.generation import ExampleDraft
 
         cfg = self.config
@@ -325,6 +394,7 @@ class GenerationRun:
             "brainstorm_seed_ids": seed_ids,
             "brainstorm_mixed_ids": mixed_ids,
             "response_demo_ids": demo_ids,
+            "response_demo_block": position // cfg.demo_block if cfg.demo_block > 1 else None,
             "brainstorm_sampling": cfg.brainstorm.model_dump(),
             "response_sampling": cfg.respond.model_dump(),
             "retrieval": cfg.retrieval,
@@ -374,6 +444,8 @@ class GenerationRun:
             "examples": store.count_examples(db, gid),
             "dropped_by_reason": store.drop_counts(db, gid),
             "tokens_per_s_this_run": self.tally.tokens_per_s() or 0,
+            "brainstorm_tokens_per_kept_task": round(totals["tokens"] / status["kept"], 1) if status["kept"] else None,
+            "prompt_tokens_saved_this_run": int(getattr(self.generator, "prefix_tokens_saved", 0) or 0),
         }
 
 

@@ -67,6 +67,20 @@ def _blocks(text: str) -> list[str]:
     return out
 
 
+def task_starts(text: str) -> list[int]:
+    """Character offsets of the lines where a task begins, split as parse_tasks splits them."""
+    lines = _clean(text).split("\n")
+    marks = [bool(_HEADER.match(line)) for line in lines]
+    if not any(marks):
+        marks = [bool(_NUMBERED.match(line)) and not _FIELD.match(line) for line in lines]
+    offsets, at = [], 0
+    for line, mark in zip(lines, marks):
+        if mark:
+            offsets.append(at)
+        at += len(line) + 1
+    return offsets
+
+
 def _fields(block: str) -> dict[str, str]:
     found: dict[str, list[str]] = {}
     current = "preamble"

@@ -1,4 +1,4 @@
-"""Prompt templates (version ss-v1): brainstorming new tasks, and answering one with passages.
+"""Prompt templates (ss-v1 and ss-v2 share them): brainstorming new tasks, and answering one with passages.
 
 Both are plain completion prompts, as in the papers: the base model continues a document, so the
 same text works for base and chat-tuned models and for both backends.
@@ -43,7 +43,7 @@ def requirements(domain: str, task_types: Sequence[str], topics: Sequence[str]) 
     return items
 
 
-def _task_block(n: int, d: Demo) -> str:
+def task_block(n: int, d: Demo) -> str:
     return (
         f"Task {n}\nType: {d.task_type or 'general'}\nInstruction: {d.instruction.strip()}\n"
         f"Input: {d.input.strip() or NO_INPUT}\n"
@@ -62,7 +62,7 @@ def brainstorm_prompt(domain: str, demos: Sequence[Demo], reqs: Sequence[str]) -
         BRAINSTORM_HEAD,
         "",
     ]
-    body = "\n".join(_task_block(i, d) for i, d in enumerate(demos, 1))
+    body = "\n".join(task_block(i, d) for i, d in enumerate(demos, 1))
     return "\n".join(lines) + body + f"\nTask {len(demos) + 1}\nType:"
 
 

@@ -50,14 +50,19 @@ def test_pipeline_end_to_end(home: Path) -> None:
     assert len(reasons & {"needs_other_modality", "asks_for_program", "too_short"}) >= 2
     assert all(c.detail for c in dropped if c.reason == "near_duplicate")
     assert all(c.detail.startswith("ROUGE-L ") for c in dropped if c.reason == "near_duplicate")
+    by_block: dict[int, set[tuple[int, ...]]] = {}
     for e in generation.examples(db, projects.get(db, "t")):
         p = e.provenance
-        assert p["template"] == "ss-v1" and p["model"] == "fake-generator" and p["retrieval"] is True
+        assert p["template"] == "ss-v2" and p["model"] == "fake-generator" and p["retrieval"] is True
+        by_block.setdefault(p["response_demo_block"], set()).add(tuple(p["response_demo_ids"]))
         assert len(p["brainstorm_seed_ids"]) == 3 and len(p["response_demo_ids"]) == 5
         assert p["brainstorm_sampling"] == {"temperature": 1.0, "top_p": 0.98, "max_tokens": 768}
         assert p["response_sampling"]["temperature"] == 0.0
         assert len(e.passages) == 5 and all({"chunk_id", "score", "source"} <= set(x) for x in e.passages)
         assert e.output.startswith("According to [1]") and e.status == "pending"
+    # one demonstration set per block of 16 answers (their shared prefix is evaluated once)
+    assert sorted(by_block) == [0, 1] and all(len(sets) == 1 for sets in by_block.values())
+    assert len({next(iter(sets)) for sets in by_block.values()}) > 1
     instructions = [c.instruction.lower() for c in kept]
     assert len(set(instructions)) == len(instructions)
     listing = run_engine("examples", "list", "--project", "t", "--dropped")
@@ -123,19 +128,19 @@ def test_resume_extends_and_refuses_other_settings(home: Path) -> None:
 def _run_in_process(db, target: int, seed: int, stop_in: str = "", batch: int = 1) -> list[Event]:
     """Run a generation with the fake; with `stop_in`, request a stop on that stage's third call."""
     ctx, rec = _ctx(db)
-    gen = open_generation(ctx, {"seed": seed, "max_prompts": 500}, target, None, False)
+    gen = open_generation(ctx, {"seed": seed, "max_prompts": 500, "demo_block": 4}, target, None, False)
     job = GenerationRun(ctx, gen)
     fake = FakeGenerator()
     fake.batch_size = batch
     calls = [0]
     original = fake.generate
 
-    def counting(prompts, sampling, seeds, cancel):  # type: ignore[no-untyped-def]
+    def counting(prompts, sampling, seeds, cancel, watch=None):  # type: ignore[no-untyped-def]
         stage = "brainstorm" if "List of tasks:" in prompts[0] else "respond"
         calls[0] += stage == stop_in
         if calls[0] > 2:
             ctx.stop_flag.set()
-        return original(prompts, sampling, seeds, cancel)
+        return original(prompts, sampling, seeds, cancel, watch)
 
     fake.generate = counting  # type: ignore[method-assign]
     job.generator = fake
@@ -185,7 +190,7 @@ def test_item_events_and_progress_figures(home: Path) -> None:
 class Garbage(FakeGenerator):
     """Binary noise, empty strings, and huge runs: the pipeline must record reasons, not crash."""
 
-    def generate(self, prompts, sampling, seeds, cancel):  # type: ignore[no-untyped-def]
+    def generate(self, prompts, sampling, seeds, cancel, watch=None):  # type: ignore[no-untyped-def]
         from engine.backends.types import Completion
 
         outs = []
@@ -228,7 +233,20 @@ def test_kill_9_and_resume_equals_uninterrupted(home: Path, tmp_path: Path, monk
         h.mkdir()
         monkeypatch.setenv("SELFSPEC_HOME", str(h))
         make_project()
-        args = [sys.executable, "-m", "engine", "generate", "--project", "t", "--target", "12", "--seed", "21"]
+        args = [
+            sys.executable,
+            "-m",
+            "engine",
+            "generate",
+            "--project",
+            "t",
+            "--target",
+            "12",
+            "--seed",
+            "21",
+            "--demo-block",
+            "4",
+        ]
         if label == "killed":
             env = {**os.environ, "SELFSPEC_FAKE_GEN_DELAY": "0.05"}
             proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

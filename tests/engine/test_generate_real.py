@@ -73,11 +73,11 @@ def _straight_and_resumed(tmp_path: Path, monkeypatch, model_setup, options: dic
             calls = [0]
             real = generator.generate
 
-            def stopping(prompts, sampling, seeds, cancel, real=real, calls=calls, ctx=ctx):  # type: ignore[no-untyped-def]
+            def stopping(prompts, sampling, seeds, cancel, watch=None, real=real, calls=calls, ctx=ctx):  # type: ignore[no-untyped-def]
                 calls[0] += 1
                 if calls[0] == 2:
                     ctx.stop_flag.set()
-                return real(prompts, sampling, seeds, cancel)
+                return real(prompts, sampling, seeds, cancel, watch)
 
             job.generator = type("Stopping", (), {})()
             for attr in ("name", "context_length", "batch_size", "count_tokens", "close"):

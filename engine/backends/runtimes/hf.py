@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.backends.types import Completion, GeneratorOptions, ModelFile, Sampling
+from engine.backends.types import Completion, GeneratorOptions, ModelFile, Sampling, Watch, watched
 from engine.errors import UserError
 from engine.spec.kinds import FinishReason
 from engine.spec.prompts import ALPACA_STOP, cut_at_stop
@@ -48,14 +48,19 @@ class TransformersGenerator:
         return len(self.tok(text)["input_ids"])
 
     def generate(
-        self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int], cancel: Callable[[], bool]
+        self,
+        prompts: Sequence[str],
+        sampling: Sampling,
+        seeds: Sequence[int],
+        cancel: Callable[[], bool],
+        watch: Watch | None = None,
     ) -> list[Completion]:
         out: list[Completion] = []
         for start in range(0, len(prompts), self.batch_size):
             if cancel():
                 break
             out += self._batch(list(prompts[start : start + self.batch_size]), sampling, seeds[start], cancel)
-        return out
+        return [watched(c, watch) for c in out]
 
     def _batch(self, prompts: list[str], sampling: Sampling, seed: int, cancel: Callable[[], bool]) -> list[Completion]:
         from transformers import StoppingCriteria, StoppingCriteriaList

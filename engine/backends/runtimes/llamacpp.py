@@ -1,8 +1,8 @@
-"""The llama.cpp runtime (GGUF files): the one place a `llama_cpp.Llama` is built.
+"""The llama.cpp runtime (GGUF files): the one place a `llama_cpp.Llama` is built (chat, export).
 
-Generation resets the KV cache per prompt so a completion does not depend on what ran before it;
-scoring reuses the prompt's KV cache for each label and reads one logits row at a time (no
-vocabulary-by-context matrix); chat streams replies in either prompt style.
+Generation and scoring run many sequences in one context (llama_batch.BatchContext): a batch's
+shared prompt prefix is evaluated once, the cache is cleared after every batch so a completion
+depends only on its prompt, its seed and the batch layout; chat streams replies in either style.
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from engine.backends.types import Completion, GeneratorOptions, ModelFile, Sampling
 from engine.errors import UserError
-from engine.spec.kinds import FinishReason
 from engine.spec.prompts import ALPACA_STOP, alpaca_conversation, chat_messages, cut_at_stop
 
 
@@ -90,96 +87,100 @@ def completion_args(sampling: Sampling, seed: int) -> dict[str, Any]:
 
 
 class LlamaCppGenerator:
-    """One prompt at a time, the KV cache reset per prompt."""
-
-    batch_size = 1
+    """Prompts decoded together in one multi-sequence context, batch_size at a time (see llama_batch)."""
 
     def __init__(self, model: ModelFile, options: GeneratorOptions) -> None:
+        from engine.backends.runtimes.llama_batch import BatchContext
+
         if options.device == "cuda":
             raise UserError("GGUF models run on llama.cpp here (CPU); register the HF folder to use a GPU")
         self.name = model.name
-        self.llm = load_llama(model.path, options.threads, options.context, model.lora, seed=0)
-        self.context_length = min(options.context, int(self.llm.n_ctx()))
+        self.batch_size = options.batch_size
+        # batch_size slots plus one sequence that holds the prompts' shared prefix
+        self.engine = BatchContext(model.path, options.threads, options.context, options.batch_size + 1, model.lora)
+        self.context_length = self.engine.cells
+
+    @property
+    def prefix_tokens_saved(self) -> int:
+        return self.engine.prefix_tokens_saved
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+        return len(self.engine.tokenize(text))
 
     def generate(
-        self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int], cancel: Callable[[], bool]
+        self,
+        prompts: Sequence[str],
+        sampling: Sampling,
+        seeds: Sequence[int],
+        cancel: Callable[[], bool],
+        watch: Callable[[str, int], int | None] | None = None,
     ) -> list[Completion]:
-        from llama_cpp import StoppingCriteriaList
-
-        stopper = StoppingCriteriaList([lambda _ids, _logits: cancel()])
-        out = []
-        for prompt, seed in zip(prompts, seeds):
-            if cancel():
-                break
-            self.llm.reset()
-            result: Any = self.llm.create_completion(
-                prompt, **completion_args(sampling, seed), stopping_criteria=stopper
-            )
-            choice, usage = result["choices"][0], result["usage"]
-            ended: FinishReason = "length" if choice.get("finish_reason") == "length" else "stop"
-            finish: FinishReason = "cancelled" if cancel() else ended
-            out.append(Completion(choice["text"], finish, usage["prompt_tokens"], usage["completion_tokens"]))
-        return out
+        return self.engine.generate([self.engine.tokenize(p) for p in prompts], sampling, seeds, cancel, watch)
 
     def close(self) -> None:
-        self.llm.close()
-
-
-def _log_softmax(row: np.ndarray) -> np.ndarray:
-    row = row.astype(np.float64)
-    shifted = row - row.max()
-    return shifted - np.log(np.exp(shifted).sum())
+        self.engine.close()
 
 
 class LlamaCppScorer:
-    """Label log-likelihoods (prompt, then each label's tokens without BOS) and greedy answers."""
+    """Label log-likelihoods (prompt, then each label's tokens without BOS), many prompts per pass,
+    and greedy answers."""
+
+    SEQUENCES = 12
+    """label sequences per pass (each its own cache stream of n_ctx cells): 4 yes/no/maybe items"""
 
     def __init__(self, model: ModelFile, threads: int, n_ctx: int = 4096) -> None:
+        from engine.backends.runtimes.llama_batch import BatchContext
+
         self.name = model.name
-        self.llm = load_llama(model.path, threads, n_ctx, model.lora)
         self.n_ctx = n_ctx
-
-    def _last_row(self) -> np.ndarray:
-        import llama_cpp
-
-        ptr = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
-        return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)).copy()
+        self.engine = BatchContext(model.path, threads, n_ctx, self.SEQUENCES, model.lora)
 
     def _prompt_ids(self, prompt: str, room: int) -> list[int]:
-        ids = list(self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False))
+        ids = self.engine.tokenize(prompt)
         limit = self.n_ctx - room
         if len(ids) > limit:  # keep the end (the question and "### Response:"), and the BOS if any
-            head = ids[:1] if ids and ids[0] == self.llm.token_bos() else []
+            bos = int(self.engine.model.token_bos())
+            head = ids[:1] if ids and ids[0] == bos else []
             ids = head + ids[len(ids) - (limit - len(head)) :]
         return ids
 
     def label_logprobs(self, prompt: str, labels: list[str]) -> list[float]:
-        encoded = [list(self.llm.tokenize(label.encode("utf-8"), add_bos=False, special=False)) for label in labels]
-        ids = self._prompt_ids(prompt, max(len(e) for e in encoded) + 1)
-        self.llm.reset()
-        self.llm.eval(ids)
-        first = _log_softmax(self._last_row())
-        out = []
-        for toks in encoded:
-            total = float(first[toks[0]])
-            self.llm.n_tokens = len(ids)  # back to the end of the prompt; its KV cache is reused
-            for i in range(1, len(toks)):
-                self.llm.eval([toks[i - 1]])
-                total += float(_log_softmax(self._last_row())[toks[i]])
-            out.append(total)
+        return self.label_logprobs_many([prompt], [labels])[0]
+
+    def label_logprobs_many(self, prompts: Sequence[str], labels: Sequence[Sequence[str]]) -> list[list[float]]:
+        """One pass for as many prompts as the context holds: their shared prefix is evaluated once."""
+        encoded = [[self.engine.tokenize(label, bos=False) for label in options] for options in labels]
+        ids = [self._prompt_ids(p, max(len(e) for e in enc) + 1) for p, enc in zip(prompts, encoded)]
+        out: list[list[float]] = []
+        for part in _by_sequences(list(range(len(ids))), [len(e) for e in encoded], self.engine.n_seq):
+            out.extend(self.engine.label_logprobs([ids[i] for i in part], [encoded[i] for i in part]))
         return out
 
     def generate(self, prompt: str, max_tokens: int) -> str:
         ids = self._prompt_ids(prompt, max_tokens + 1)
-        self.llm.reset()
-        result: Any = self.llm.create_completion(ids, max_tokens=max_tokens, temperature=0.0, stop=list(ALPACA_STOP))
-        return cut_at_stop(str(result["choices"][0]["text"]), ALPACA_STOP)[0].strip()
+        greedy = Sampling(0.0, 1.0, max_tokens, ALPACA_STOP)
+        done = self.engine.generate([ids], greedy, [0], lambda: False)[0]
+        return cut_at_stop(done.text, ALPACA_STOP)[0].strip()
+
+    @property
+    def prefix_tokens_saved(self) -> int:
+        return self.engine.prefix_tokens_saved
 
     def close(self) -> None:
-        self.llm.close()
+        self.engine.close()
+
+
+def _by_sequences(items: list[int], sizes: list[int], limit: int) -> list[list[int]]:
+    """Consecutive groups of items whose sequence counts fit the context's limit."""
+    groups: list[list[int]] = [[]]
+    used = 0
+    for item, size in zip(items, sizes):
+        if groups[-1] and used + size > limit:
+            groups.append([])
+            used = 0
+        groups[-1].append(item)
+        used += size
+    return groups
 
 
 def open_generator(model: ModelFile, options: GeneratorOptions) -> LlamaCppGenerator:
