@@ -51,7 +51,7 @@ def counts(db) -> dict[str, int]:
 # ---- generation projects --------------------------------------------------------------------
 
 
-def make_project(name: str = "t", corpus: bool = True) -> None:
+def make_project(name: str = "t", corpus: bool = True, model: str = "fake-generator") -> None:
     assert (
         run_engine(
             "project",
@@ -60,7 +60,7 @@ def make_project(name: str = "t", corpus: bool = True) -> None:
             "--domain",
             "biomedicine",
             "--base-model",
-            "fake-generator",
+            model,
             "--embedder",
             "fake-hash",
         ).returncode

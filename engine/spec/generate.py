@@ -171,6 +171,27 @@ META: dict[str, dict[str, object]] = {
 }
 
 
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def cost_text(rate: float | None, target: int, done: int = 0, sample: int = 200) -> str:
+    """What a target costs at a measured rate (examples per second), e.g.
+    'about 14 h at 0.10 examples/s; 200 take 33 min'."""
+    left = max(0, target - done)
+    if not rate or rate <= 0:
+        return "no generation rate measured on this machine for this model yet (a short run measures one)"
+    per = f"{rate:.2f} examples/s" if rate >= 0.1 else f"{rate * 60:.2f} examples/min"
+    head = f"about {_span(left / rate)} at {per}" + (f" for the {left} still to make" if done else "")
+    return head + (f"; {sample} take {_span(sample / rate)}" if left > sample else "")
+
+
 def knobs() -> tuple[Knob, ...]:
     run = knobs_of(GenerateRun, meta={"target": {"label": "target examples", "run_control": True}})
     return run + knobs_of(GenerateConfig, FLAT, META)

@@ -412,6 +412,8 @@ class GenerationRun:
             return self.summary()
         if self.config.retrieval:
             self._searcher_check()
+        self._started = (time.monotonic(), store.count_examples(self.ctx.db, gen.id))
+        self.ctx.log(f"target {gen.target}: {self._cost()}")
         if self.generator is None:
             self.load_model()
         try:
@@ -423,6 +425,18 @@ class GenerationRun:
         finally:
             self.generator.close()
         return self.summary()
+
+    def _runtime(self) -> str:
+        from engine.backends import registry
+
+        fmt, _, _ = models.resolve(self.ctx.db, self.model_name)
+        return registry.runtime_for(fmt, self.config.backend).name
+
+    def _cost(self) -> str:
+        from engine.spec.generate import cost_text
+
+        rate = store.measured_rate(self.ctx.db, self.model_name, self._runtime())
+        return cost_text(rate, self.gen.target, store.count_examples(self.ctx.db, self.gen.id))
 
     def _searcher_check(self) -> None:
         if not projects.summary(self.ctx.db, self.project)["chunks"]:
@@ -446,7 +460,18 @@ class GenerationRun:
             "tokens_per_s_this_run": self.tally.tokens_per_s() or 0,
             "brainstorm_tokens_per_kept_task": round(totals["tokens"] / status["kept"], 1) if status["kept"] else None,
             "prompt_tokens_saved_this_run": int(getattr(self.generator, "prefix_tokens_saved", 0) or 0),
+            "model": self.model_name,
+            "runtime": self._runtime(),
+            **self._this_run(),
         }
+
+    def _this_run(self) -> dict[str, Any]:
+        """Examples made and seconds spent by this run: the rate the next cost estimate uses."""
+        started = getattr(self, "_started", None)
+        if started is None:
+            return {}
+        made = store.count_examples(self.ctx.db, self.gen.id) - started[1]
+        return {"examples_this_run": made, "seconds_this_run": round(time.monotonic() - started[0], 2)}
 
 
 def _candidate_stub(gid: int, idx: int, j: int, instruction: str, input_text: str, task_type: str) -> Candidate:

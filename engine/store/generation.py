@@ -150,6 +150,27 @@ def next_prompt_idx(db: Database, generation_id: int) -> int:
     return 0 if row[0] is None else int(row[0]) + 1
 
 
+def measured_rate(db: Database, model: str, runtime: str | None = None, last: int = 5) -> float | None:
+    """Examples per second of the last finished generate runs of this model (on this runtime):
+    what a new target will cost on this machine."""
+    made = seconds = 0.0
+    rows = db.execute(
+        "SELECT counts FROM runs WHERE stage = 'generate' AND status = 'finished' ORDER BY id DESC LIMIT 200"
+    ).fetchall()
+    found = 0
+    for (raw,) in rows:
+        c = json.loads(raw or "{}")
+        if c.get("model") != model or (runtime and c.get("runtime") != runtime):
+            continue
+        if c.get("examples_this_run", 0) > 0 and c.get("seconds_this_run", 0) > 0:
+            made += c["examples_this_run"]
+            seconds += c["seconds_this_run"]
+            found += 1
+            if found >= last:
+                break
+    return made / seconds if seconds else None
+
+
 def prompt_totals(db: Database, generation_id: int) -> dict[str, float]:
     row = db.execute(
         "SELECT count(*), coalesce(sum(tokens), 0), coalesce(sum(seconds), 0) FROM gen_prompts WHERE generation_id = ?",

@@ -6,10 +6,11 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, RichLog, Static
+from textual.widgets import DataTable, Footer, Header, Input, RichLog, Static
 
 from engine.spec import events as ev
 from engine.spec.commands import stage
+from engine.spec.generate import cost_text
 from engine.spec.kinds import Phase
 from engine.store import generation, projects
 from selfspec_tui.forms import form_args, values_from
@@ -43,6 +44,7 @@ class GenerateScreen(RunScreen):
         yield Static("", id="title", classes="screen-title")
         yield Static("", id="latest", classes="hint")
         yield StageForm(GENERATE, id="gen-form")
+        yield Static("", id="cost", classes="hint")
         yield RunProgress(id="progress")
         with Horizontal(id="gen-live"):
             with Vertical(id="gen-left"):
@@ -77,6 +79,23 @@ class GenerateScreen(RunScreen):
                     self.form().fill({**values_from_config(last.config, last.target), "retrieval": retrieval})
             self._show_reasons(generation.drop_counts(self.db, last.id))
         self.query_one("#latest", Static).update(text)
+        self.show_cost()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id and event.input.id.endswith("target"):
+            self.show_cost()
+
+    def show_cost(self) -> None:
+        """What the form's target costs at the rate this machine measured for the base model."""
+        try:
+            target = int(str(self.form().values().get("target", "")).strip())
+        except ValueError:
+            return
+        project = projects.get(self.db, self.project_name)
+        last = generation.latest(self.db, project)
+        done = generation.count_examples(self.db, last.id) if last and last.phase != Phase.DONE else 0
+        rate = generation.measured_rate(self.db, project.base_model)
+        self.query_one("#cost", Static).update(f"target {target}: {cost_text(rate, target, done)}")
 
     def _show_reasons(self, reasons: dict[str, int]) -> None:
         table = self.query_one("#reasons", DataTable)

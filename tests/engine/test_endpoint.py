@@ -4,10 +4,15 @@ against llama-cpp-python's real server serving the embedded default (slow, in te
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +21,15 @@ from engine.backends.runtimes.endpoint import EndpointGenerator, completions_url
 from engine.backends.types import GeneratorOptions, ModelFile, Sampling
 from engine.errors import UserError
 from engine.stages.models import DEFAULT_MODEL, builtin_path
+from tests.helpers import ROOT, dump, make_project, run_engine, wait_for_rows
 
 
 class Script:
-    """What the scripted server does: fail the first `failures` completions with `status`, delay each."""
+    """What the scripted server does: fail the first `failures` completions with `status`, delay each;
+    with `fake`, answer as the tests' FakeGenerator would (text from prompt and seed alone)."""
 
     def __init__(self) -> None:
-        self.failures, self.status, self.delay = 0, 503, 0.0
+        self.failures, self.status, self.delay, self.fake = 0, 503, 0.0, False
         self.bodies: list[dict[str, Any]] = []
         self.models = [DEFAULT_MODEL]
         self.lock = threading.Lock()
@@ -54,11 +61,18 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 self._send(script.status, {"error": {"message": "busy, try later"}})
                 return
             time.sleep(script.delay)
-            text = f"answer for seed {body['seed']}\nTask 9\nmore"
+            text, finish = f"answer for seed {body['seed']}\nTask 9\nmore", "stop"
+            if script.fake:
+                from engine.backends.types import Sampling
+                from tests.fakes import FakeGenerator
+
+                sampling = Sampling(body["temperature"], body["top_p"], body["max_tokens"], tuple(body.get("stop", ())))
+                done = FakeGenerator().generate([body["prompt"]], sampling, [body["seed"]], lambda: False)[0]
+                text, finish = done.text, done.finish
             self._send(
                 200,
                 {
-                    "choices": [{"text": text, "finish_reason": "stop"}],
+                    "choices": [{"text": text, "finish_reason": finish}],
                     "usage": {"prompt_tokens": len(body["prompt"].split()), "completion_tokens": 7},
                 },
             )
@@ -141,3 +155,31 @@ def test_cancel_returns_what_finished(server: tuple[str, Script]) -> None:
     )
     assert len(out) < 8 and time.monotonic() - start < 3
     gen.close()
+
+
+def test_kill_9_and_resume_through_an_endpoint_is_exact(server, tmp_path: Path, monkeypatch) -> None:
+    """Our side of the endpoint is exact: the same requests in the same calls after a kill -9, so a
+    server that answers from (prompt, seed) alone gives exactly the rows of an uninterrupted run."""
+    url, script = server
+    script.fake, script.delay = True, 0.02
+    results = {}
+    for label in ("straight", "killed"):
+        h = tmp_path / label
+        h.mkdir()
+        monkeypatch.setenv("SELFSPEC_HOME", str(h))
+        make_project(model=DEFAULT_MODEL)
+        args = [sys.executable, "-m", "engine", "generate", "--project", "t", "--target", "12", "--seed", "5"]
+        args += ["--endpoint", url, "--batch-size", "3", "--demo-block", "4"]
+        if label == "killed":
+            proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for_rows(h / "selfspec.db", "SELECT count(*) FROM examples", 3, proc)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            r = run_engine("generate", "--project", "t")
+            assert r.returncode == 0 and "resuming generation 1" in r.stderr, r.stderr
+        else:
+            r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+        results[label] = dump(h / "selfspec.db")
+    assert results["straight"] == results["killed"]
+    assert len(results["straight"]["examples"]) == 12

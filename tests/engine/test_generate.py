@@ -316,3 +316,20 @@ def test_an_unknown_or_unfit_backend_is_refused_before_anything_is_stored(home: 
     assert db.execute("SELECT count(*) FROM generations").fetchone()[0] == 0
     db.close()
     assert run_engine("generate", "--project", "t", "--target", "2", "--backend", "fake").returncode == 0
+
+
+def test_cost_estimate_from_the_measured_rate(home: Path) -> None:
+    from engine.spec.generate import cost_text
+
+    assert cost_text(0.1, 5000) == "about 13.9 h at 0.10 examples/s; 200 take 33 min"
+    assert cost_text(0.01, 100, done=40) == "about 1.7 h at 0.60 examples/min for the 60 still to make"
+    assert cost_text(None, 10).startswith("no generation rate measured")
+    make_project()
+    first = run_engine("generate", "--project", "t", "--target", "6", "--seed", "1")
+    assert first.returncode == 0 and "target 6: no generation rate measured" in first.stderr
+    db = open_store()
+    rate = generation.measured_rate(db, "fake-generator")
+    assert rate is not None and rate > 0
+    assert generation.measured_rate(db, "fake-generator", "llama.cpp") is None  # another runtime: not measured
+    again = run_engine("generate", "--project", "t", "--target", "500", "--new", "--seed", "2", "--max-prompts", "1")
+    assert again.returncode == 0 and "target 500: about " in again.stderr and "examples/" in again.stderr

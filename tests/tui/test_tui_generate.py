@@ -32,6 +32,7 @@ async def test_generate_run_cancel_resume(db, monkeypatch) -> None:
         screen = app.screen
         assert isinstance(screen, GenerateScreen)
         assert "no generation yet" in str(screen.query_one("#latest", Static).render())
+        assert "no generation rate measured" in str(screen.query_one("#cost", Static).render())
         screen.query_one("#target", Input).value = "8"
         screen.query_one("#seed", Input).value = "3"
         await pilot.press("ctrl+r")
@@ -41,6 +42,11 @@ async def test_generate_run_cancel_resume(db, monkeypatch) -> None:
         assert any(line.startswith("+ task") for line in lines) and any("= answer" in line for line in lines)
         assert "kept 8" in str(screen.query_one("#counters", Static).render())
         assert "generation 1: done" in str(screen.query_one("#latest", Static).render())
+        # the finished run measured a rate: the form now says what a target costs
+        screen.query_one("#target", Input).value = "5000"
+        await pilot.pause()
+        cost = str(screen.query_one("#cost", Static).render())
+        assert cost.startswith("target 5000: about ") and "examples/" in cost and "; 200 take " in cost
 
         # a slow new generation, cancelled mid-way, then resumed from the same screen
         monkeypatch.setenv("SELFSPEC_FAKE_GEN_DELAY", "0.1")

