@@ -41,6 +41,9 @@ from engine.store.records import Candidate, Generation
 
 __all__ = ["GenerationRun", "item_seed", "open_generation", "run_generation"]
 
+RUNAWAY = 3
+"""a brainstormed task running past this many times a typical seed task is ended before the limit cuts it"""
+
 
 class GenerationRun:
     """One generation being run: config, seeds, model and the dedup pool."""
@@ -113,35 +116,42 @@ class GenerationRun:
             self.limit = min(cfg.brainstorm.max_tokens, cfg.tasks_per_prompt * self.per_task * 2 + 16)
 
     def _watch(self, n_demos: int) -> Any:
-        """Ends a completion once it begins a task past the per-prompt count, or begins one that the
-        remaining token budget cannot finish: no tokens go to a task that would be thrown away."""
+        """Ends a completion once it begins a task past the per-prompt count, begins one that the
+        remaining token budget cannot finish, or lets one run past RUNAWAY typical tasks: no tokens
+        go to a task that would be thrown away."""
         prefix, want = brainstorm_prefix(n_demos), self.config.tasks_per_prompt
         limit, per_task = self.limit, self.per_task
 
         def watch(text: str, tokens: int) -> int | None:
-            if not text.endswith("\n"):
+            line_end = text.endswith("\n")
+            if not line_end and tokens % 16:
                 return None
             full = prefix + text
             starts = task_starts(full)
-            if len(starts) > want:
+            if line_end and len(starts) > want:
                 return max(0, starts[want] - len(prefix))
+            if not per_task or not starts:
+                return None
+            current = len(full) - max(starts[-1], len(prefix))  # the open task's characters in the text
+            if tokens * current / max(len(text), 1) > RUNAWAY * per_task:
+                return max(0, starts[-1] - len(prefix))  # a runaway task: the limit would cut it anyway
             just_began = len(starts) > 1 and starts[-1] == full.rfind("\n", 0, len(full) - 1) + 1
-            if per_task and just_began and tokens + per_task > limit:
+            if line_end and just_began and tokens + per_task > limit:
                 return max(0, starts[-1] - len(prefix))
             return None
 
         return watch
 
     def _brainstorm_call(self, done: int, kept: int) -> int:
-        """Prompts in the next call: up to two per decoding slot, but no more than the target still
-        needs at the yield seen so far (a pure function of stored counts, so a resumed run makes the
-        same calls)."""
+        """Prompts in the next call: a full batch of slots (a batch costs little more than one
+        prompt), up to two per slot while the target needs that many at the yield seen so far (a
+        pure function of stored counts, so a resumed run makes the same calls)."""
         slots = self.generator.batch_size
         if not self.config.size_from_seeds:
             return slots  # an ss-v1 generation keeps its layout
         rate = kept / done if done >= slots else self.config.tasks_per_prompt / 2
         needed = -(-(self.gen.target - kept) // max(rate, 0.25))
-        return int(max(1, min(2 * slots, needed)))
+        return int(max(slots, min(2 * slots, needed)))
 
     def _task_types(self) -> list[str]:
         counts = Counter(s.task_type for s in self.seeds if s.task_type)

@@ -46,7 +46,9 @@ class VllmGenerator:
         self.tokenizer = LocalTokenizer(model)
         from engine import paths
 
-        log = (paths.home() / "logs" / "vllm.log").open("ab")
+        logs = paths.home() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = (logs / "vllm.log").open("ab")
         worker = Path(__file__).with_name("vllm_worker.py")
         try:
             self.proc = subprocess.Popen(
