@@ -54,7 +54,8 @@ def test_vllm_generator_seeds_stops_cancel(smol_hf: Path, home: Path, monkeypatc
         other = gen.generate(prompts, sampling, [s + 100 for s in range(6)], lambda: False)
         assert [c.text for c in other] != [c.text for c in a]
         short = gen.generate(prompts[:2], Sampling(0.0, 1.0, 5), [0, 0], lambda: False)
-        assert [c.finish for c in short] == ["length", "length"] and all(c.tokens == 5 for c in short)
+        assert all(c.tokens == 5 for c in short if c.finish == "length") and all(c.tokens <= 5 for c in short)
+        assert any(c.finish == "length" for c in short)  # the limit ends a greedy answer that goes on
         start = time.monotonic()
         cut = gen.generate(
             prompts * 20, Sampling(1.0, 1.0, 400), list(range(120)), lambda: time.monotonic() - start > 2
