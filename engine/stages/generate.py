@@ -19,11 +19,12 @@ from engine.events import Progress
 from engine.spec import events as ev
 from engine.spec.generate import GenerateConfig
 from engine.spec.kinds import TaskStatus
+from engine.stages import brainstorm_budget as budget_
 from engine.stages import models
 from engine.stages.context import Context, Interrupted
 from engine.stages.filters import RougePool, Verdict, check_response, check_task, normalized
 from engine.stages.gen_setup import Tally, item_seed, open_generation, seed_pool
-from engine.stages.task_parser import parse_tasks, task_starts
+from engine.stages.task_parser import parse_tasks
 from engine.stages.templates import (
     RESPONSE_STOP,
     Demo,
@@ -33,16 +34,12 @@ from engine.stages.templates import (
     brainstorm_stop,
     requirements,
     response_prompt,
-    task_block,
 )
 from engine.store import generation as store
 from engine.store import projects, seeds
 from engine.store.records import Candidate, Generation
 
 __all__ = ["GenerationRun", "item_seed", "open_generation", "run_generation"]
-
-RUNAWAY = 3
-"""a brainstormed task running past this many times a typical seed task is ended before the limit cuts it"""
 
 
 class GenerationRun:
@@ -57,7 +54,10 @@ class GenerationRun:
         self.seed_norms = {normalized(s.instruction) for s in self.seeds}
         self.tally = Tally()
         self.generator: Any = None
-        self.limit, self.per_task = self.config.brainstorm.max_tokens, 0  # set from the seeds by _plan_tokens
+        self.limit, self.per_task = (
+            self.config.brainstorm.max_tokens,
+            0,
+        )  # set from the seeds by brainstorm_budget.plan_tokens
         self.searcher: Any = None  # loaded on first need (embedder + index)
 
     def load_model(self) -> None:
@@ -103,56 +103,6 @@ class GenerationRun:
                 return prompt, len(demos), seed_ids, mixed_ids
         return None
 
-    def _plan_tokens(self) -> None:
-        """The brainstorm token limit, and the tokens one new task is expected to take (p90 of the seeds)."""
-        cfg = self.config
-        self.limit, self.per_task = cfg.brainstorm.max_tokens, 0
-        if cfg.size_from_seeds:
-            sizes = sorted(
-                self.generator.count_tokens(task_block(1, Demo(s.instruction, s.input, "", s.task_type)))
-                for s in self.seeds
-            )
-            self.per_task = sizes[int(0.9 * (len(sizes) - 1))]
-            self.limit = min(cfg.brainstorm.max_tokens, cfg.tasks_per_prompt * self.per_task * 2 + 16)
-
-    def _watch(self, n_demos: int) -> Any:
-        """Ends a completion once it begins a task past the per-prompt count, begins one that the
-        remaining token budget cannot finish, or lets one run past RUNAWAY typical tasks: no tokens
-        go to a task that would be thrown away."""
-        prefix, want = brainstorm_prefix(n_demos), self.config.tasks_per_prompt
-        limit, per_task = self.limit, self.per_task
-
-        def watch(text: str, tokens: int) -> int | None:
-            line_end = text.endswith("\n")
-            if not line_end and tokens % 16:
-                return None
-            full = prefix + text
-            starts = task_starts(full)
-            if line_end and len(starts) > want:
-                return max(0, starts[want] - len(prefix))
-            if not per_task or not starts:
-                return None
-            current = len(full) - max(starts[-1], len(prefix))  # the open task's characters in the text
-            if tokens * current / max(len(text), 1) > RUNAWAY * per_task:
-                return max(0, starts[-1] - len(prefix))  # a runaway task: the limit would cut it anyway
-            just_began = len(starts) > 1 and starts[-1] == full.rfind("\n", 0, len(full) - 1) + 1
-            if line_end and just_began and tokens + per_task > limit:
-                return max(0, starts[-1] - len(prefix))
-            return None
-
-        return watch
-
-    def _brainstorm_call(self, done: int, kept: int) -> int:
-        """Prompts in the next call: a full batch of slots (a batch costs little more than one
-        prompt), up to two per slot while the target needs that many at the yield seen so far (a
-        pure function of stored counts, so a resumed run makes the same calls)."""
-        slots = self.generator.batch_size
-        if not self.config.size_from_seeds:
-            return slots  # an ss-v1 generation keeps its layout
-        rate = kept / done if done >= slots else self.config.tasks_per_prompt / 2
-        needed = -(-(self.gen.target - kept) // max(rate, 0.25))
-        return int(max(slots, min(2 * slots, needed)))
-
     def _task_types(self) -> list[str]:
         counts = Counter(s.task_type for s in self.seeds if s.task_type)
         return [t for t, _ in counts.most_common()]
@@ -176,13 +126,14 @@ class GenerationRun:
         self.tally.dropped.update(store.drop_counts(ctx.db, gen.id))
         self.tally.prompts = idx
         budget = cfg.prompt_budget(gen.target)
-        self._plan_tokens()
+        self.limit, self.per_task = budget_.plan_tokens(cfg, self.seeds, self.generator.count_tokens)
         if cfg.size_from_seeds:
             ctx.log(f"brainstorm limit {self.limit} tokens per prompt (a task takes about {self.per_task})")
         progress = ctx.progress("brainstorm", gen.target, "tasks kept", done=min(len(kept), gen.target))
         while len(kept) < gen.target and idx < budget:
             ctx.check_stop()
-            batch = list(range(idx, min(idx + self._brainstorm_call(idx, len(kept)), budget)))
+            size = budget_.call_size(cfg, self.generator.batch_size, gen.target, idx, len(kept))
+            batch = list(range(idx, min(idx + size, budget)))
             fitted = {i: self._fit_brainstorm(i, kept) for i in batch}
             runnable = [i for i in batch if fitted[i] is not None]
             t0 = time.monotonic()
@@ -200,7 +151,9 @@ class GenerationRun:
                     sampling,
                     [item_seed(cfg.seed, "brainstorm", i) for i in runnable],
                     ctx.should_stop,
-                    self._watch(n_demos) if cfg.size_from_seeds else None,
+                    budget_.watch(n_demos, cfg.tasks_per_prompt, self.limit, self.per_task)
+                    if cfg.size_from_seeds
+                    else None,
                 )
                 if len(outs) < len(runnable) or any(o.finish == "cancelled" for o in outs):
                     raise Interrupted()
