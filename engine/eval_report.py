@@ -9,16 +9,44 @@ from __future__ import annotations
 from typing import Any
 
 
+CALIBRATED = {"_xfit": "cross-fit bias", "_cc": "contextual"}
+
+
 def main_metric(entry: dict[str, Any]) -> str:
-    return "macro_f1" if entry["kind"] == "classification" else "rouge_l"
+    """Calibrated (cross-fit) macro-F1 for classification where it was computed, else raw; ROUGE-L."""
+    if entry["kind"] != "classification":
+        return "rouge_l"
+    has_xfit = any("macro_f1_xfit" in m for m in entry["models"].values())
+    return "macro_f1_xfit" if has_xfit else "macro_f1"
 
 
 def main_difference(entry: dict[str, Any]) -> float:
     return float(entry["difference"][main_metric(entry)][0])
 
 
+def _metrics(entry: dict[str, Any]) -> list[str]:
+    if entry["kind"] != "classification":
+        return ["rouge_l", "exact_match"]
+    out = ["accuracy", "macro_f1"]
+    for v in CALIBRATED:
+        if any(f"macro_f1{v}" in m for m in entry["models"].values()):
+            out += [f"accuracy{v}", f"macro_f1{v}"]
+    return out
+
+
+def metric_label(metric: str) -> str:
+    for v, name in CALIBRATED.items():
+        if metric.endswith(v):
+            return f"{metric[: -len(v)]} ({name})"
+    return metric
+
+
+def predicted_text(counts: dict[str, int], labels: list[str]) -> str:
+    return " ".join(f"{label} {counts.get(label, 0)}" for label in labels)
+
+
 def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The evaluation as a printable table: one row per dataset and metric."""
+    """The evaluation as a printable table: one row per dataset and metric, and the predicted labels."""
     specs = results["models"]
     header = ["dataset", "n", "metric", *specs]
     if len(specs) >= 2:
@@ -26,12 +54,13 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header += ["majority", "chance"]
     rows = []
     for entry in results["datasets"]:
-        metrics = ["accuracy", "macro_f1"] if entry["kind"] == "classification" else ["rouge_l", "exact_match"]
-        for metric in metrics:
-            row = [entry["dataset"] + (" [off-domain]" if entry["off_domain"] else ""), str(entry["n"]), metric]
+        name = entry["dataset"] + (" [off-domain]" if entry["off_domain"] else "")
+        name += " [too small]" if entry.get("too_small") else ""
+        for metric in _metrics(entry):
+            row = [name, str(entry["n"]), metric_label(metric)]
             for spec in specs:
                 m = entry["models"].get(spec)
-                if m is None:
+                if m is None or metric not in m:
                     row.append("-")
                     continue
                 ci = m.get(f"{metric}_ci")
@@ -40,14 +69,30 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 d = entry.get("difference", {}).get(metric)
                 row.append(f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]" if d else "-")
             b = entry.get("baselines", {})
-            key = "accuracy" if metric == "accuracy" else "macro_f1"
-            row += (
-                [f"{b[f'majority_{key}']:.3f}", f"{b[f'chance_{key}']:.3f}"]
-                if b and metric in ("accuracy", "macro_f1")
-                else ["-", "-"]
-            )
+            key = "accuracy" if metric.startswith("accuracy") else "macro_f1"
+            row += [f"{b[f'majority_{key}']:.3f}", f"{b[f'chance_{key}']:.3f}"] if b and key in metric else ["-", "-"]
             rows.append(row)
+        if entry["kind"] == "classification":
+            for v in ("", *CALIBRATED):
+                row = [name, str(entry["n"]), metric_label(f"predicted{v}")]
+                for spec in specs:
+                    counts = entry["models"].get(spec, {}).get(f"predicted{v}")
+                    row.append(predicted_text(counts, entry.get("labels", [])) if counts is not None else "-")
+                if any(c != "-" for c in row[3:]):
+                    row += ["-"] * (len(header) - len(row))
+                    gold = predicted_text(entry.get("gold", {}), entry.get("labels", []))
+                    row[-2] = f"gold: {gold}" if not v else "-"
+                    rows.append(row)
     return header, rows
+
+
+def headline_text(results: dict[str, Any]) -> str:
+    """One line: the headline set's expert − base difference, or why there is none."""
+    h = results.get("headline")
+    if not h:
+        return "no in-domain set of 20 or more items: no headline (hold out more seeds or pass --data)"
+    d = h["difference"]
+    return f"{h['dataset']} (n={h['n']}) {metric_label(h['metric'])}: {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
 
 
 def chart_series(results: dict[str, Any]) -> tuple[list[str], dict[str, list[float]], list[float]]:

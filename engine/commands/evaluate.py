@@ -56,11 +56,13 @@ def _write_json(path: str, results: dict[str, Any]) -> str:
 
 
 def _show(ctx: Context, results: dict[str, Any], json_out: str | None) -> dict[str, Any]:
-    from engine.eval_report import table_rows
+    from engine.eval_report import headline_text, table_rows
 
     header, rows = table_rows(results)
     ctx.table(header, rows, "no results")
     summary: dict[str, Any] = {"eval_id": results.get("eval_id"), "models": " vs ".join(results["models"])}
+    if len(results["models"]) >= 2:
+        summary["headline"] = headline_text(results)
     for key in ("domain_mean_difference", "off_domain_mean_difference"):
         if key in results:
             summary[key] = f"{results[key]:+.3f}"

@@ -144,7 +144,7 @@ def _export(ctx: Context, expert: Adapter) -> dict[str, Any]:
 
 def _evaluate(ctx: Context, expert: Adapter) -> dict[str, Any]:
     """Base vs the Q8_0 expert on the held-out seeds and the off-domain set; the table is printed."""
-    from engine.eval_report import table_rows
+    from engine.eval_report import headline_text, table_rows
     from engine.stages import eval_data
     from engine.stages.evaluate import run_eval
 
@@ -153,7 +153,7 @@ def _evaluate(ctx: Context, expert: Adapter) -> dict[str, Any]:
     results = run_eval(ctx, sets, ["base", f"{expert.name}:q8_0"], 0, DEMO_EVAL_TOKENS)
     header, rows = table_rows(results)
     ctx.result({"view": "table", "header": header, "rows": rows, "empty": "no results"})
-    out = {"evaluation": results["eval_id"]}
+    out = {"evaluation": results["eval_id"], "headline": headline_text(results)}
     for key in ("domain_mean_difference", "off_domain_mean_difference"):
         if key in results:
             out[key.replace("_mean", "")] = f"{results[key]:+.3f}"

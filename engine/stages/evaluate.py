@@ -11,15 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from engine import paths
 from engine.errors import UserError
-from engine.eval_report import main_difference
+from engine.eval_report import main_difference, main_metric
 from engine.spec import prompts
-from engine.stages import chat, eval_data, models, scoring
+from engine.stages import calibration, chat, eval_data, models, scoring
 from engine.stages.context import Context, Interrupted
 from engine.stages.eval_data import EvalItem, EvalSet
 from engine.store import adapters, evals
@@ -27,6 +27,19 @@ from engine.store.records import Project
 
 FLUSH_EVERY = 8
 """items scored per pass and committed together"""
+MIN_SET = 20
+"""a set with fewer items is reported but marked too small, and never the headline"""
+VARIANTS = (("", "raw"), ("_xfit", "cross-fit bias"), ("_cc", "contextual"))
+"""classification scores: raw arg-max, and the two calibrations (engine.stages.calibration)"""
+
+
+def content_free_set(ev: EvalSet) -> str:
+    """Where a classification set's content-free scores are stored (contextual calibration)."""
+    return f"{ev.name} · content-free"
+
+
+def content_free_items(ev: EvalSet) -> list[EvalItem]:
+    return [EvalItem(f"cf-{i}", text, text, ev.labels[0], ev.labels) for i, text in enumerate(calibration.CONTENT_FREE)]
 
 
 @dataclass(frozen=True)
@@ -185,7 +198,7 @@ def run_eval(
     progress = ctx.progress("eval", total, "items", done=total - sum(len(v) for v in todo.values()))
     try:
         for ref in refs:
-            if not any(todo[(ref.spec, s.name)] for s in sets):
+            if not any(todo[(ref.spec, s.name)] or _needs_content_free(ctx, ev.id, ref.spec, s) for s in sets):
                 continue
             ctx.log(f"scoring with {ref.spec} ({ref.format} on {ref.runtime}) ...")
             model = ModelFile(ref.spec, ref.format, ref.path, ref.lora)
@@ -199,6 +212,7 @@ def run_eval(
                         prompts = [prompt_for(i, eval_data.demonstrations(pool, i, shots)) for i in chunk]
                         evals.record(ctx.db, ev.id, score_items(scorer, s, chunk, prompts, max_tokens))
                         progress.advance(len(chunk))
+                    _score_content_free(ctx, ev.id, scorer, s, pool, shots)
             finally:
                 scorer.close()
     except Interrupted:
@@ -214,8 +228,27 @@ def run_eval(
     return results
 
 
+def _needs_content_free(ctx: Context, eval_id: int, spec: str, s: EvalSet) -> bool:
+    return s.classification and not evals.done_keys(ctx.db, eval_id, content_free_set(s), spec)
+
+
+def _score_content_free(ctx: Context, eval_id: int, scorer: Any, s: EvalSet, pool: list, shots: int) -> None:  # type: ignore[type-arg]
+    """The label scores of the content-free inputs, with the same demonstrations (a few passes)."""
+    if not _needs_content_free(ctx, eval_id, scorer.name, s):
+        return
+    items = content_free_items(s)
+    prompts = [prompt_for(i, eval_data.demonstrations(pool, i, shots)) for i in items]
+    stored = score_items(scorer, s, items, prompts, 1)
+    evals.record(ctx.db, eval_id, [replace(x, dataset=content_free_set(s)) for x in stored])
+
+
 def summarize(sets: list[EvalSet], specs: list[str], stored: list[evals.ItemScore]) -> dict[str, Any]:
-    """Per dataset and model: scores with 95% bootstrap intervals, baselines, and expert − base."""
+    """Per dataset and model: scores with 95% bootstrap intervals, baselines, and expert − base.
+
+    Classification sets get each figure three ways (VARIANTS): raw, with a cross-fitted per-label
+    bias, and with contextual calibration; the predicted-label counts of each. A set under MIN_SET
+    items is marked `too_small` and left out of the mean differences and the headline.
+    """
     by: dict[tuple[str, str], dict[str, evals.ItemScore]] = {}
     for s in stored:
         by.setdefault((s.dataset, s.model), {})[s.item_key] = s
@@ -228,32 +261,27 @@ def summarize(sets: list[EvalSet], specs: list[str], stored: list[evals.ItemScor
             "n": len(keys),
             "kind": "classification" if ev.classification else "free-form",
             "off_domain": ev.off_domain,
+            "too_small": len(keys) < MIN_SET,
             "models": {},
         }
-        per_item: dict[str, list[float]] = {}
-        preds: dict[str, list[str]] = {}
+        per_item: dict[str, dict[str, list[float]]] = {}
+        preds: dict[str, dict[str, list[str]]] = {}
         for spec in specs:
             got = by.get((ev.name, spec), {})
-            if len(got) < len(keys):
+            if not keys or any(k not in got for k in keys):
                 continue
             items = [got[k] for k in keys]
-            preds[spec] = [x.prediction for x in items]
-            per_item[spec] = [x.score for x in items]
             if ev.classification:
-                labels = list(ev.labels)
-                entry["models"][spec] = {
-                    "accuracy": scoring.accuracy(gold, preds[spec]),
-                    "accuracy_ci": scoring.bootstrap_mean(per_item[spec]),
-                    "macro_f1": scoring.macro_f1(gold, preds[spec], labels),
-                    "macro_f1_ci": scoring.bootstrap_macro_f1(gold, preds[spec], labels),
-                    "predicted": dict(Counter(preds[spec])),
-                }
+                preds[spec] = _predictions(ev, items, list(by.get((content_free_set(ev), spec), {}).values()))
+                per_item[spec] = {v: [float(p == g) for p, g in zip(pr, gold)] for v, pr in preds[spec].items()}
+                entry["models"][spec] = _classification_scores(gold, list(ev.labels), preds[spec], per_item[spec])
             else:
+                per_item[spec] = {"": [x.score for x in items]}
                 exact = [float(x.detail.get("exact_match", 0.0)) for x in items]
                 entry["models"][spec] = {
-                    "rouge_l": sum(per_item[spec]) / len(items) if items else 0.0,
-                    "rouge_l_ci": scoring.bootstrap_mean(per_item[spec]),
-                    "exact_match": sum(exact) / len(items) if items else 0.0,
+                    "rouge_l": sum(per_item[spec][""]) / len(items),
+                    "rouge_l_ci": scoring.bootstrap_mean(per_item[spec][""]),
+                    "exact_match": sum(exact) / len(items),
                 }
         if ev.classification:
             entry["labels"] = list(ev.labels)
@@ -262,16 +290,60 @@ def summarize(sets: list[EvalSet], specs: list[str], stored: list[evals.ItemScor
         if len(specs) >= 2 and specs[0] in per_item and specs[1] in per_item:
             a, b = specs[0], specs[1]
             if ev.classification:
-                entry["difference"] = {
-                    "accuracy": scoring.paired_difference(per_item[a], per_item[b]),
-                    "macro_f1": scoring.paired_macro_f1_difference(gold, preds[a], preds[b], list(ev.labels)),
-                }
+                entry["difference"] = {}
+                for v in preds[a].keys() & preds[b].keys():
+                    entry["difference"][f"accuracy{v}"] = scoring.paired_difference(per_item[a][v], per_item[b][v])
+                    entry["difference"][f"macro_f1{v}"] = scoring.paired_macro_f1_difference(
+                        gold, preds[a][v], preds[b][v], list(ev.labels)
+                    )
             else:
-                entry["difference"] = {"rouge_l": scoring.paired_difference(per_item[a], per_item[b])}
+                entry["difference"] = {"rouge_l": scoring.paired_difference(per_item[a][""], per_item[b][""])}
         rows.append(entry)
     out: dict[str, Any] = {"models": specs, "datasets": rows}
     for flag, name in ((False, "domain"), (True, "off_domain")):
-        diffs = [main_difference(r) for r in rows if r["off_domain"] == flag and "difference" in r]
-        if diffs:
-            out[f"{name}_mean_difference"] = sum(diffs) / len(diffs)
+        counted = [r for r in rows if r["off_domain"] == flag and "difference" in r and not r["too_small"]]
+        if counted:
+            out[f"{name}_mean_difference"] = sum(main_difference(r) for r in counted) / len(counted)
+    headline = _headline(rows)
+    if headline:
+        out["headline"] = headline
     return out
+
+
+def _predictions(
+    ev: EvalSet, items: list[evals.ItemScore], content_free: list[evals.ItemScore]
+) -> dict[str, list[str]]:
+    """Raw predictions, and the calibrated ones where the label log-likelihoods are stored."""
+    out = {"": [x.prediction for x in items]}
+    found = [x.detail.get("logprobs") for x in items]
+    if not all(isinstance(lp, dict) and lp for lp in found):
+        return out
+    gold = [x.gold for x in items]
+    out["_xfit"], _ = calibration.cross_fit(found, gold, [x.item_key for x in items], list(ev.labels))  # type: ignore[arg-type]
+    if content_free:
+        prior = calibration.content_free_prior([x.detail["logprobs"] for x in content_free])
+        out["_cc"] = calibration.contextual(found, prior)  # type: ignore[arg-type]
+    return out
+
+
+def _classification_scores(
+    gold: list[str], labels: list[str], preds: dict[str, list[str]], hits: dict[str, list[float]]
+) -> dict[str, Any]:
+    scores: dict[str, Any] = {}
+    for v, pred in preds.items():
+        scores[f"accuracy{v}"] = scoring.accuracy(gold, pred)
+        scores[f"accuracy{v}_ci"] = scoring.bootstrap_mean(hits[v])
+        scores[f"macro_f1{v}"] = scoring.macro_f1(gold, pred, labels)
+        scores[f"macro_f1{v}_ci"] = scoring.bootstrap_macro_f1(gold, pred, labels)
+        scores[f"predicted{v}"] = dict(Counter(pred))
+    return scores
+
+
+def _headline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The largest in-domain set of at least MIN_SET items with a difference (classification first)."""
+    fit = [r for r in rows if not r["off_domain"] and not r["too_small"] and "difference" in r]
+    if not fit:
+        return None
+    best = max(fit, key=lambda r: (r["kind"] == "classification", r["n"]))
+    metric = main_metric(best)
+    return {"dataset": best["dataset"], "n": best["n"], "metric": metric, "difference": best["difference"][metric]}

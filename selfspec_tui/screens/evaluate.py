@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
-from engine.eval_report import chart_series, table_rows
+from engine.eval_report import chart_series, headline_text, table_rows
 from engine.spec.commands import stage
 from engine.spec.kinds import JobStatus
 from engine.store import evals, projects, seeds
@@ -102,6 +102,8 @@ class EvaluateScreen(RunScreen):
         for key, label in (("domain_mean_difference", "domain"), ("off_domain_mean_difference", "off-domain")):
             if key in ev.results:
                 parts.append(f"{label} Δ {ev.results[key]:+.3f}")
+        if len(ev.results.get("models", [])) >= 2:
+            parts.append(headline_text(ev.results))
         summary.update(Text("  ·  ".join(parts)))
 
     def draw(self, names: list[str], per_model: dict[str, list[float]], chance: list[float]) -> None:
@@ -109,7 +111,7 @@ class EvaluateScreen(RunScreen):
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("main score per dataset (macro-F1 / ROUGE-L) vs the best no-reading baseline")
+        plt.title("main score per dataset (calibrated macro-F1 / ROUGE-L) vs the best no-reading baseline")
         if names:
             short = [n if len(n) <= 18 else n[:17] + "…" for n in names]
             series = [*per_model.values(), chance]

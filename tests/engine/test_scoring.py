@@ -121,7 +121,9 @@ def test_summary_table_compares_base_and_expert() -> None:
     assert entry["models"]["base"]["accuracy"] == 0.25 and entry["models"]["expert"]["accuracy"] == 0.5
     assert entry["difference"]["accuracy"][0] == pytest.approx(0.25)
     assert entry["models"]["expert"]["predicted"] == {"yes": 20}
-    assert results["domain_mean_difference"] == pytest.approx(entry["difference"]["macro_f1"][0])
+    # the headline is the calibrated (cross-fit) macro-F1, here of the only set (20 items: not too small)
+    assert not entry["too_small"] and results["headline"]["metric"] == "macro_f1_xfit"
+    assert results["domain_mean_difference"] == pytest.approx(entry["difference"]["macro_f1_xfit"][0])
     header, rows = table_rows(results)
     assert header[3:6] == ["base", "expert", "expert − base"] and rows[0][2] == "accuracy"
     assert rows[0][3].startswith("0.250 [") and rows[0][5].startswith("+0.250 [") and rows[0][6] == "0.500"

@@ -46,9 +46,12 @@ async def test_run_cancel_resume_and_read_the_results(db) -> None:
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: screen._run is None and len(evals.list_for(db, p)) == 2, 300)
         done = evals.list_for(db, p)[-1]
-        assert done.status == "done" and len(evals.scores(db, done.id)) == 2 * 6
+        stored = evals.scores(db, done.id)
+        assert done.status == "done" and sum("content-free" not in s.dataset for s in stored) == 2 * 6
+        assert sum("content-free" in s.dataset for s in stored) == 2 * 3  # contextual calibration's inputs
         table = screen.query_one("#eval-table", DataTable)
-        assert table.row_count == 2  # general (off-domain): accuracy and macro-F1
+        # general (off-domain): accuracy and macro-F1 raw, cross-fit and contextual, then 3 predicted-label rows
+        assert table.row_count == 9
         assert "domain" in str(screen.query_one("#eval-summary").render())
         rows = screen.query_one("#evals", DataTable)
         assert rows.row_count == 2
