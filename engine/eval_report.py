@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 CALIBRATED = {"_xfit": "cross-fit bias", "_cc": "contextual"}
 
 
