@@ -48,8 +48,7 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The evaluation as a printable table: one row per dataset and metric, and the predicted labels."""
     specs = results["models"]
     header = ["dataset", "n", "metric", *specs]
-    if len(specs) >= 2:
-        header.append(f"{specs[1]} − {specs[0]}")
+    header += [f"{other} − {specs[0]}" for other in specs[1:]]
     header += ["majority", "chance"]
     rows = []
     for entry in results["datasets"]:
@@ -64,8 +63,9 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     continue
                 ci = m.get(f"{metric}_ci")
                 row.append(f"{m[metric]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
-            if len(specs) >= 2:
-                d = entry.get("difference", {}).get(metric)
+            for other in specs[1:]:
+                differences = entry.get("differences") or {specs[1]: entry.get("difference", {})}
+                d = differences.get(other, {}).get(metric)
                 row.append(f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]" if d else "-")
             b = entry.get("baselines", {})
             key = "accuracy" if metric.startswith("accuracy") else "macro_f1"

@@ -142,6 +142,8 @@ class FakeGenerator:
             if kind not in ("short",) and rng.random() < 0.85:  # most tasks add their own angle
                 extra = rng.sample(_ANGLES, 3)
                 text = text.rstrip(".?") + f", considering {extra[0]}, {extra[1]} and {extra[2]}."
+            if prompt.endswith("Instruction:"):  # a grounded prompt: the instruction of one task
+                return f" {text}\nTask 99\nInput: more text the watch cuts off\n"
             given = f"A patient with {b} was treated with {a}; after {rng.randint(2, 30)} weeks the outcome improved."
             head = " " if i == 0 else f"\nTask {i + 9}\nType: "
             blocks.append(f"{head}{kind}\nInstruction: {text}\nInput: {given}\n")
@@ -170,6 +172,14 @@ class FakeGenerator:
                 text, finish = " ".join(words[: sampling.max_tokens]), "length"
             out.append(Completion(text, finish, self.count_tokens(prompt), min(len(words), sampling.max_tokens)))
         return [watched(c, watch) for c in out]
+
+    def label_logprobs_many(self, prompts, labels):  # type: ignore[no-untyped-def]
+        """Deterministic label scores per prompt (self-judging's grades, for instance)."""
+        out = []
+        for prompt, options in zip(prompts, labels):
+            rng = self._rng(prompt, 0)
+            out.append([-rng.uniform(0.2, 4.0) for _ in options])
+        return out
 
     def close(self) -> None:
         pass

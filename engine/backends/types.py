@@ -52,6 +52,8 @@ class GeneratorOptions:
     """the model name the server knows (default: the project's base model name)"""
     tensor_parallel: int = 1
     data_parallel: int = 1
+    chat: bool = False
+    """prompts are rendered through the model's chat template: its markers are special tokens"""
 
 
 Watch = Callable[[str, int], "int | None"]

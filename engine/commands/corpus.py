@@ -24,9 +24,9 @@ def import_(ctx: Context, a: Namespace) -> dict[str, Any]:
 
 
 def index(ctx: Context, a: Namespace) -> dict[str, Any]:
-    from engine.stages.corpus import _embedder, embed_missing, sync_index
+    from engine.stages.corpus import embed_missing, project_embedder, sync_index
 
-    embedder = _embedder(ctx.need_project())
+    embedder = project_embedder(ctx.need_project())
     done = embed_missing(ctx, embedder)
     return {**done, **sync_index(ctx, embedder.dim, embedder.name, rebuild=a.rebuild)}
 

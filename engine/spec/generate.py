@@ -12,9 +12,28 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from engine.spec.stage import Knob, build, knobs_of
 from engine.spec.stage import describe_errors as describe
 
-TEMPLATE_VERSION = "ss-v2"
+TEMPLATE_VERSION = "ss-v3"
 """ss-v2: answer demonstrations shared per block of tasks, brainstorm token limit sized from the seeds.
-A stored ss-v1 config reads back with the v1 behaviour (see GenerateConfig._v1_defaults)."""
+ss-v3: answer filters (loops, off-task answers, embedding near-duplicates), a passage relevance floor,
+grounded tasks, prompts through the model's chat template, self-judging.
+A stored older config reads back with its own behaviour (see GenerateConfig._older_defaults)."""
+
+PromptStyle = Literal["auto", "chat", "completion"]
+Switch = Literal["auto", "on", "off"]
+OFF_BEFORE_V3: dict[str, object] = {
+    "retrieval_floor": 0.0,
+    "grounded": "off",
+    "prompt_style": "completion",
+    "judge": False,
+    "balanced_demos": False,
+    "label_answers": False,
+}
+FILTERS_OFF_BEFORE_V3: dict[str, object] = {
+    "semantic_threshold": 0.0,
+    "max_repeat_share": 1.0,
+    "min_compression": 0.0,
+    "min_answer_similarity": -1.0,
+}
 
 
 class Strict(BaseModel):
@@ -36,6 +55,14 @@ class FilterConfig(Strict):
     """longest instruction kept, in words"""
     max_input_words: int = Field(default=400, ge=1)
     """longest input kept, in words"""
+    semantic_threshold: float = Field(default=0.9, ge=0.0, le=1.0)
+    """drop a task whose embedding cosine with a seed or kept task is above this (0: off)"""
+    max_repeat_share: float = Field(default=0.3, gt=0.0, le=1.0)
+    """drop an answer when more than this share of its word 4-grams repeat earlier ones (1: off)"""
+    min_compression: float = Field(default=0.2, ge=0.0, lt=1.0)
+    """drop a long answer that zlib compresses below this share of its size: a loop (0: off)"""
+    min_answer_similarity: float = Field(default=0.1, ge=-1.0, le=1.0)
+    """drop an answer of 5 words or more whose embedding cosine with its task is below this (-1: off)"""
 
 
 class GenerateConfig(Strict):
@@ -58,8 +85,29 @@ class GenerateConfig(Strict):
     """answer with retrieved corpus passages (off: the paper's non-retrieval variant)"""
     passages: int = Field(default=5, ge=1, le=20)
     """retrieved passages per answer"""
+    retrieval_floor: float = Field(default=0.3, ge=0.0, le=1.0)
+    """a retrieved passage scoring below this cosine is not shown to the model (0: show all)"""
     demos: int = Field(default=5, ge=0, le=20)
     """seed demonstrations per answer prompt"""
+    grounded: Switch = "auto"
+    """each brainstorm prompt carries a corpus passage that becomes the new task's input (auto: on
+    when the project has a corpus)"""
+    prompt_style: PromptStyle = "auto"
+    """chat: prompts go through the model's chat template; completion: plain text (auto: chat when the
+    model has a template)"""
+    judge: bool = False
+    """the model grades each answer 1-5 (by the likelihood of each grade) and low grades are dropped"""
+    judge_threshold: float = Field(default=3.0, ge=1.0, le=5.0)
+    """lowest expected grade kept when judging"""
+    label_answers: bool = True
+    """answer a task whose type's seeds answer from a small label set (yes/no/maybe, ...) with the label
+    the model scores highest, after removing the label bias measured on those seeds"""
+    balanced_demos: bool = True
+    """demonstrations of different task types (a seed set dominated by one type still shows the others)"""
+    respond_with: str = ""
+    """answer with this trained expert instead of the base (iterative self-specialization, round 2)"""
+    tasks_from: int = Field(default=0, ge=0)
+    """take the tasks of this earlier generation instead of brainstorming (with --respond-with)"""
     filters: FilterConfig = FilterConfig()
     batch_size: int = Field(default=8, ge=1, le=256)
     """sequences decoded together (llama.cpp slots, a transformers batch, concurrent endpoint requests)"""
@@ -86,12 +134,19 @@ class GenerateConfig(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _v1_defaults(cls, data: object) -> object:
-        """A config stored before ss-v2 keeps its behaviour: per-task demonstrations, a fixed limit."""
-        if isinstance(data, dict) and data.get("template") == "ss-v1":
-            return {"demo_block": 1, "size_from_seeds": False, **data}
-        if isinstance(data, dict) and data.get("endpoint") and data.get("backend", "auto") == "auto":
-            return {**data, "backend": "endpoint"}
+    def _older_defaults(cls, data: object) -> object:
+        """A config stored by an older template keeps its behaviour: ss-v1 has per-task
+        demonstrations and a fixed limit; before ss-v3 no answer filter, floor, grounding or chat."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("template") in ("ss-v1", "ss-v2"):
+            filters = data.get("filters")
+            filters = {**FILTERS_OFF_BEFORE_V3, **filters} if isinstance(filters, dict) else FILTERS_OFF_BEFORE_V3
+            data = {**OFF_BEFORE_V3, **data, "filters": filters}
+        if data.get("template") == "ss-v1":
+            data = {"demo_block": 1, "size_from_seeds": False, **data}
+        if data.get("endpoint") and data.get("backend", "auto") == "auto":
+            data = {**data, "backend": "endpoint"}
         return data
 
     def prompt_budget(self, target: int) -> int:
@@ -121,7 +176,20 @@ FLAT: dict[str, tuple[str, ...]] = {
     "retrieval": ("retrieval",),
     "passages": ("passages",),
     "demos": ("demos",),
+    "retrieval_floor": ("retrieval_floor",),
+    "grounded": ("grounded",),
+    "prompt_style": ("prompt_style",),
+    "judge": ("judge",),
+    "judge_threshold": ("judge_threshold",),
+    "balanced_demos": ("balanced_demos",),
+    "label_answers": ("label_answers",),
+    "respond_with": ("respond_with",),
+    "tasks_from": ("tasks_from",),
     "rouge_threshold": ("filters", "rouge_threshold"),
+    "semantic_threshold": ("filters", "semantic_threshold"),
+    "max_repeat_share": ("filters", "max_repeat_share"),
+    "min_compression": ("filters", "min_compression"),
+    "min_answer_similarity": ("filters", "min_answer_similarity"),
     "min_words": ("filters", "min_words"),
     "max_words": ("filters", "max_words"),
     "max_input_words": ("filters", "max_input_words"),
@@ -154,6 +222,19 @@ META: dict[str, dict[str, object]] = {
     "passages": {"label": "passages per answer"},
     "demos": {"label": "demos per answer"},
     "rouge_threshold": {"label": "ROUGE-L threshold"},
+    "retrieval_floor": {**_HIDDEN, "label": "passage floor"},
+    "grounded": {"label": "grounded tasks"},
+    "prompt_style": {"label": "prompt style"},
+    "judge": {"label": "self-judge answers"},
+    "judge_threshold": _HIDDEN,
+    "balanced_demos": _HIDDEN,
+    "label_answers": _HIDDEN,
+    "respond_with": {"label": "answer with expert (round 2)"},
+    "tasks_from": _HIDDEN,
+    "semantic_threshold": _HIDDEN,
+    "max_repeat_share": _HIDDEN,
+    "min_compression": _HIDDEN,
+    "min_answer_similarity": _HIDDEN,
     "min_words": _HIDDEN,
     "max_words": _HIDDEN,
     "max_input_words": _HIDDEN,

@@ -7,27 +7,35 @@ from collections.abc import Callable, Sequence
 
 from engine.spec.generate import GenerateConfig
 from engine.stages.task_parser import task_starts
-from engine.stages.templates import Demo, brainstorm_prefix, task_block
+from engine.stages.templates import Demo, task_block
 from engine.store.records import Seed
 
 RUNAWAY = 3
 """a brainstormed task running past this many times a typical seed task is ended before the limit cuts it"""
 
 
-def plan_tokens(cfg: GenerateConfig, seeds: Sequence[Seed], count_tokens: Callable[[str], int]) -> tuple[int, int]:
-    """The brainstorm token limit, and the tokens one new task is expected to take (p90 of the seeds)."""
+def plan_tokens(
+    cfg: GenerateConfig, seeds: Sequence[Seed], count_tokens: Callable[[str], int], grounded: bool = False
+) -> tuple[int, int]:
+    """The brainstorm token limit, and the tokens one new task is expected to take (p90 of the seeds).
+    A grounded task's input is given, so only its type and instruction count, and a prompt asks for one."""
     if not cfg.size_from_seeds:
         return cfg.brainstorm.max_tokens, 0
-    sizes = sorted(count_tokens(task_block(1, Demo(s.instruction, s.input, "", s.task_type))) for s in seeds)
+    blocks = [task_block(1, Demo(s.instruction, "" if grounded else s.input, "", s.task_type)) for s in seeds]
+    sizes = sorted(count_tokens(b) for b in blocks)
     per_task = sizes[int(0.9 * (len(sizes) - 1))]
-    return min(cfg.brainstorm.max_tokens, cfg.tasks_per_prompt * per_task * 2 + 16), per_task
+    return min(cfg.brainstorm.max_tokens, per_prompt(cfg, grounded) * per_task * 2 + 16), per_task
 
 
-def watch(n_demos: int, want: int, limit: int, per_task: int) -> Callable[[str, int], int | None]:
+def per_prompt(cfg: GenerateConfig, grounded: bool) -> int:
+    """New tasks asked of one prompt: one per passage when grounded."""
+    return 1 if grounded else cfg.tasks_per_prompt
+
+
+def watch(prefix: str, want: int, limit: int, per_task: int) -> Callable[[str, int], int | None]:
     """Ends a completion once it begins a task past the per-prompt count, begins one that the
     remaining token budget cannot finish, or lets one run past RUNAWAY typical tasks: no tokens
-    go to a task that would be thrown away."""
-    prefix = brainstorm_prefix(n_demos)
+    go to a task that would be thrown away. `prefix` is what the prompt already wrote of the first task."""
 
     def check(text: str, tokens: int) -> int | None:
         line_end = text.endswith("\n")
@@ -50,12 +58,20 @@ def watch(n_demos: int, want: int, limit: int, per_task: int) -> Callable[[str, 
     return check
 
 
-def call_size(cfg: GenerateConfig, slots: int, target: int, done: int, kept: int) -> int:
+def grounded_watch(text: str, tokens: int) -> int | None:
+    """A grounded prompt ends at "Instruction:", and the task is that one line (its input is the
+    passage): the completion ends with the line, so no token goes to the model's rambling past it."""
+    start = len(text) - len(text.lstrip())
+    end = text.find("\n", start)
+    return end + 1 if start < len(text) and end > 0 else None
+
+
+def call_size(cfg: GenerateConfig, slots: int, target: int, done: int, kept: int, asked: int) -> int:
     """Prompts in the next call: a full batch of slots (a batch costs little more than one prompt),
     up to two per slot while the target needs that many at the yield seen so far (a pure function
     of stored counts, so a resumed run makes the same calls)."""
     if not cfg.size_from_seeds:
         return slots  # an ss-v1 generation keeps its layout
-    rate = kept / done if done >= slots else cfg.tasks_per_prompt / 2
+    rate = kept / done if done >= slots else asked / 2
     needed = -(-(target - kept) // max(rate, 0.25))
     return int(max(slots, min(2 * slots, needed)))

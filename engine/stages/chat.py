@@ -38,11 +38,11 @@ def available(ctx: Context, project: Project) -> list[Choice]:
     kind, base_path, _ = models.resolve(ctx.db, project.base_model)
     base_gguf = base_path if kind == "gguf" else None
     if base_gguf:
-        from engine.backends.gguf_meta import read_gguf_metadata
+        from engine.backends.chat_template import read_template
 
         # a base model without a chat template (a pretrained, not instruction-tuned, model) is
         # prompted with the same Alpaca blocks generation uses for it
-        templated = "tokenizer.chat_template" in read_gguf_metadata(base_gguf)
+        templated = read_template("gguf", base_gguf) is not None
         out.append(Choice("base", f"base: {project.base_model}", base_gguf, None, "chat" if templated else "alpaca"))
     for a in adapters.list_for(ctx.db, project):
         if a.status != "done":

@@ -34,7 +34,7 @@ def index_path(project: Project) -> Path:
     return paths.project_dir(project.name) / "index" / "chunks.hnsw"
 
 
-def _embedder(project: Project):  # type: ignore[no-untyped-def]
+def project_embedder(project: Project):  # type: ignore[no-untyped-def]
     from engine.backends.embedder import load_embedder
 
     return load_embedder(settings(project)["embedder"])
@@ -44,7 +44,7 @@ def import_corpus(ctx: Context, inputs: list[Path]) -> dict[str, Any]:
     project = ctx.need_project()
     conf = settings(project)
     files, problems = discover(inputs)
-    embedder = _embedder(project) if files else None
+    embedder = project_embedder(project) if files else None
     counts = {"files": len(files), "documents": 0, "chunks": 0, "already_imported": 0, "skipped": 0}
     progress = ctx.progress("read", len(files), "files")
     for path in files:
@@ -83,7 +83,7 @@ def _store_document(
 def embed_missing(ctx: Context, embedder: Any = None) -> dict[str, int]:
     """Embed every chunk that has no vector yet, one committed batch at a time."""
     project = ctx.need_project()
-    embedder = embedder or _embedder(project)
+    embedder = embedder or project_embedder(project)
     todo = store.count_missing_vectors(ctx.db, project, embedder.name)
     progress = ctx.progress("embed", todo, "chunks")
     done = 0
@@ -149,12 +149,12 @@ class Hit:
 class Searcher:
     """Holds the embedder and index in memory for repeated queries (the TUI's search box)."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, embedder: Any = None) -> None:
         from engine.backends.vector_index import VectorIndex
 
         self.ctx = ctx
         project = ctx.need_project()
-        self.embedder = _embedder(project)
+        self.embedder = embedder or project_embedder(project)
         if store.count_missing_vectors(ctx.db, project, self.embedder.name):
             ctx.log("some chunks are not embedded yet; run: selfspec-tui corpus index", "warning")
         path = index_path(project)

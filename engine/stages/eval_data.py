@@ -237,15 +237,25 @@ def demonstrations(pool: list[EvalItem], item: EvalItem, k: int, seed: int = 0) 
 
 
 def reserve_seeds(db: Database, project: Project, fraction: float, seed: int = 0) -> dict[str, Any]:
-    """Mark a fixed random share of the seeds as held out (kept out of generation prompts)."""
+    """Mark a fixed random share of the seeds as held out (kept out of generation prompts).
+
+    The share is taken within each kind of task (yes/no/maybe answers, then each task type), so every
+    kind the seeds cover is in the evaluation in proportion; the same seeds each time."""
     if not 0 <= fraction < 1:
         raise UserError(f"--fraction: {fraction} must be at least 0 and below 1")
     found = sorted(seeds.list_seeds(db, project), key=lambda s: s.id)
-    count = round(len(found) * fraction)
-    if fraction and len(found) - count < 3:
+    groups: dict[str, list[Any]] = {}
+    for s in found:
+        kind = "yes/no/maybe" if normalize_answer(s.output) in YES_NO_MAYBE else s.task_type or "general"
+        groups.setdefault(kind, []).append(s)
+    rng = random.Random(seed)
+    picked: set[int] = set()
+    for kind in sorted(groups):
+        members = groups[kind]
+        picked |= {s.id for s in rng.sample(members, round(len(members) * fraction))}
+    if fraction and len(found) - len(picked) < 3:
         raise UserError(
-            f"{project.name} has {len(found)} seeds: holding out {count} leaves fewer than 3 for generation"
+            f"{project.name} has {len(found)} seeds: holding out {len(picked)} leaves fewer than 3 for generation"
         )
-    picked = {s.id for s in random.Random(seed).sample(found, count)} if count else set()
     seeds.set_held_out(db, project, picked)
     return {"seeds": len(found), "held_out": len(picked), "for_generation": len(found) - len(picked)}

@@ -287,17 +287,22 @@ def summarize(sets: list[EvalSet], specs: list[str], stored: list[evals.ItemScor
             entry["labels"] = list(ev.labels)
             entry["gold"] = dict(Counter(gold))
             entry["baselines"] = scoring.baselines(gold, list(ev.labels))
-        if len(specs) >= 2 and specs[0] in per_item and specs[1] in per_item:
-            a, b = specs[0], specs[1]
+        base = specs[0] if specs else ""
+        for other in specs[1:]:  # every later model (an expert, a second round) against the first
+            if base not in per_item or other not in per_item:
+                continue
             if ev.classification:
-                entry["difference"] = {}
-                for v in preds[a].keys() & preds[b].keys():
-                    entry["difference"][f"accuracy{v}"] = scoring.paired_difference(per_item[a][v], per_item[b][v])
-                    entry["difference"][f"macro_f1{v}"] = scoring.paired_macro_f1_difference(
-                        gold, preds[a][v], preds[b][v], list(ev.labels)
+                diff = {}
+                for v in preds[base].keys() & preds[other].keys():
+                    diff[f"accuracy{v}"] = scoring.paired_difference(per_item[base][v], per_item[other][v])
+                    diff[f"macro_f1{v}"] = scoring.paired_macro_f1_difference(
+                        gold, preds[base][v], preds[other][v], list(ev.labels)
                     )
             else:
-                entry["difference"] = {"rouge_l": scoring.paired_difference(per_item[a][""], per_item[b][""])}
+                diff = {"rouge_l": scoring.paired_difference(per_item[base][""], per_item[other][""])}
+            entry.setdefault("differences", {})[other] = diff
+        if len(specs) >= 2 and specs[1] in entry.get("differences", {}):
+            entry["difference"] = entry["differences"][specs[1]]
         rows.append(entry)
     out: dict[str, Any] = {"models": specs, "datasets": rows}
     for flag, name in ((False, "domain"), (True, "off_domain")):

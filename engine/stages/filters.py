@@ -1,4 +1,5 @@
-"""Filters for brainstormed tasks: near-duplicates by ROUGE-L, and heuristics for junk.
+"""Filters for brainstormed tasks (near-duplicates by ROUGE-L and by embedding, heuristics for junk)
+and for answers (empty, non-text, loops and repetition, off-task).
 
 ROUGE-L here is the rouge-score package's (its own tokenizer, F-measure from LCS precision and
 recall, computed with the same float operations), with the LCS lengths from rapidfuzz's
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -183,10 +185,85 @@ def normalized(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def check_response(output: str) -> Verdict:
+LOOP_MIN_CHARS = 300
+"""answers shorter than this are not judged by their compression (short texts compress poorly)"""
+REPEAT_MIN_WORDS = 20
+ON_TASK_MIN_WORDS = 5
+"""answers shorter than this (a label, a number) are not compared with their task"""
+
+
+def repeat_share(text: str, n: int = 4) -> float:
+    """The share of the text's word n-grams that already occurred earlier in it."""
+    words = [w.strip(".,;:!?()\"'").lower() for w in text.split()]
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def compression_ratio(text: str) -> float:
+    """zlib-compressed size over raw size: about 0.5 for prose, far lower for a loop."""
+    raw = text.encode("utf-8")
+    return len(zlib.compress(raw, 9)) / len(raw) if raw else 1.0
+
+
+def check_response(output: str, config: FilterConfig | None = None) -> Verdict:
     if not output.strip():
         return Verdict("empty_response", "the model wrote nothing")
     problem = _text_problem(output)
     if problem:
         return Verdict(f"{problem}_response", "in the response")
+    if config is None:
+        return KEEP
+    if _words(output) >= REPEAT_MIN_WORDS:
+        share = repeat_share(output)
+        if share > config.max_repeat_share:
+            return Verdict("repetition", f"{share:.0%} of its 4-word sequences repeat earlier ones")
+    if len(output) >= LOOP_MIN_CHARS:
+        ratio = compression_ratio(output)
+        if ratio < config.min_compression:
+            return Verdict("loop", f"compresses to {ratio:.0%} of its size")
     return KEEP
+
+
+def check_on_task(similarity: float, output: str, config: FilterConfig) -> Verdict:
+    """An answer of a few words or more must be about its task (embedding cosine with instruction + input)."""
+    if _words(output) < ON_TASK_MIN_WORDS or similarity >= config.min_answer_similarity:
+        return KEEP
+    return Verdict("off_task", f"cosine {similarity:.2f} with its task (minimum {config.min_answer_similarity})")
+
+
+class SemanticPool:
+    """Embeddings of the tasks already taken and the closest one to a new task (exact cosine).
+
+    Each text is embedded alone (no padding), so a resumed run gets the vectors an uninterrupted
+    one had."""
+
+    def __init__(self, embedder: object) -> None:
+        self.embedder = embedder
+        self._vectors = np.empty((0, 0), dtype=np.float32)
+        self._labels: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def vector(self, text: str) -> np.ndarray:
+        return np.asarray(self.embedder.embed([text])[0], dtype=np.float32)  # type: ignore[attr-defined]
+
+    def add(self, text: str, label: str, vector: np.ndarray | None = None) -> None:
+        v = self.vector(text) if vector is None else vector
+        n = len(self._labels)
+        if n == len(self._vectors):
+            grown = np.zeros((max(64, 2 * n), len(v)), dtype=np.float32)
+            if n:
+                grown[:n] = self._vectors[:n]
+            self._vectors = grown
+        self._vectors[n] = v
+        self._labels.append(label)
+
+    def best(self, text: str) -> tuple[float, str, np.ndarray]:
+        """Highest cosine with a pooled task, its label, and the text's vector (to add it after)."""
+        v = self.vector(text)
+        if not self._labels:
+            return 0.0, "", v
+        sims = self._vectors[: len(self._labels)] @ v
+        i = int(np.argmax(sims))
+        return float(sims[i]), self._labels[i], v

@@ -60,6 +60,23 @@ class Tally:
         }
 
 
+def balanced_sample(pool: list[Seed], k: int, rng: random.Random) -> list[Seed]:
+    """k seeds spread over the task types: types in a random order, one seed of each in turn, so a
+    set dominated by one type (a hundred yes/no questions) still shows the model the others."""
+    groups: dict[str, list[Seed]] = {}
+    for s in pool:
+        groups.setdefault(s.task_type or "general", []).append(s)
+    order = rng.sample(sorted(groups), len(groups))
+    for kind in order:
+        rng.shuffle(groups[kind])
+    picked: list[Seed] = []
+    while len(picked) < min(k, len(pool)):
+        for kind in order:
+            if groups[kind] and len(picked) < k:
+                picked.append(groups[kind].pop())
+    return picked
+
+
 def seed_pool(ctx: Context, set_name: str) -> list[Seed]:
     project = ctx.need_project()
     if set_name and seeds.get_set(ctx.db, project, set_name) is None:
@@ -70,6 +87,33 @@ def seed_pool(ctx: Context, set_name: str) -> list[Seed]:
             f"project {project.name!r} has no seed tasks: import some first (selfspec-tui seeds import FILE)"
         )
     return sorted(found, key=lambda s: s.id)
+
+
+SETTLED = ("grounded", "prompt_style")
+"""settings whose `auto` a new generation resolves once (settle_auto)"""
+
+
+def settle_auto(ctx: Context, config: GenerateConfig, fmt: str, path: Any) -> GenerateConfig:
+    """A new generation's `auto` choices made once and stored: grounded tasks when the project has a
+    corpus and seeds with inputs; chat prompts when the model has a chat template."""
+    from engine.backends.chat_template import read_template
+    from engine.store import corpus
+
+    project = ctx.need_project()
+    if config.respond_with:
+        from engine.stages.evaluate import resolve_model
+
+        resolve_model(ctx, project, config.respond_with)  # an unknown or unexported expert is refused now
+    update: dict[str, Any] = {}
+    has_inputs = any(s.input.strip() for s in seed_pool(ctx, config.seed_set))
+    if config.grounded == "auto":
+        update["grounded"] = "on" if has_inputs and corpus.chunk_ids(ctx.db, project) else "off"
+    elif config.grounded == "on" and not has_inputs:
+        raise UserError("--grounded on needs seed tasks with an input (a passage) to show the model")
+    if config.prompt_style == "auto":
+        chat = not config.respond_with and fmt in ("gguf", "hf") and read_template(fmt, path) is not None
+        update["prompt_style"] = "chat" if chat else "completion"
+    return config.model_copy(update=update) if update else config
 
 
 def open_generation(
@@ -95,13 +139,16 @@ def open_generation(
         gen = last if last and last.phase != "done" and not new else None  # type: ignore[assignment]
     if gen is None:
         config = fresh({"seed": random.randrange(2**31), **options}, build_config, describe_errors)
-        fmt, _, _ = models.resolve(ctx.db, project.base_model)
+        fmt, path, _ = models.resolve(ctx.db, project.base_model)
         registry.runtime_for(fmt, config.backend)  # an unknown or unfit runtime is refused before anything is stored
+        config = settle_auto(ctx, config, fmt, path)
         body = {"generate": config.model_dump(mode="json"), "model": project.base_model}
         gen = store.create(ctx.db, project, body, target or 5000)
         ctx.log(f"new generation {gen.id} (target {gen.target}, seed {config.seed})")
         return gen
     stored = GenerateConfig.model_validate(gen.config["generate"])
+    # "auto" asks the engine to choose, and this generation chose when it was created
+    options = {k: v for k, v in options.items() if not (k in SETTLED and v == "auto")}
     control = {k.name for k in knobs() if k.run_control}
     what, instead = f"generation {gen.id}", "(ctrl+n in the TUI) to start another generation"
     updated, changed = reconcile(what, stored, options, build_config, control, describe_errors, instead)

@@ -21,29 +21,29 @@ from engine.spec.generate import GenerateConfig
 from engine.spec.kinds import TaskStatus
 from engine.stages import brainstorm_budget as budget_
 from engine.stages import models
+from engine.stages.brainstorm_prompts import BrainstormPrompts, Fitted
 from engine.stages.context import Context, Interrupted
-from engine.stages.filters import RougePool, Verdict, check_response, check_task, normalized
+from engine.stages.filters import RougePool, SemanticPool, Verdict, check_task, normalized
 from engine.stages.gen_setup import Tally, item_seed, open_generation, seed_pool
 from engine.stages.task_parser import parse_tasks
 from engine.stages.templates import (
-    RESPONSE_STOP,
-    Demo,
-    Passage,
-    brainstorm_prefix,
-    brainstorm_prompt,
+    Wrap,
     brainstorm_stop,
-    requirements,
-    response_prompt,
+    completion,
 )
 from engine.store import generation as store
 from engine.store import projects, seeds
-from engine.store.records import Candidate, Generation
+from engine.store.records import Candidate, Generation, Seed
 
 __all__ = ["GenerationRun", "item_seed", "open_generation", "run_generation"]
 
 
+MIN_WRITTEN = 3
+"""words a grounded task's instruction needs beyond the seed lead-in it was started with"""
+
+
 class GenerationRun:
-    """One generation being run: config, seeds, model and the dedup pool."""
+    """One generation being run: config, seeds, model and the dedup pools."""
 
     def __init__(self, ctx: Context, gen: Generation) -> None:
         self.ctx, self.gen = ctx, gen
@@ -52,13 +52,24 @@ class GenerationRun:
         self.model_name = gen.config["model"]
         self.seeds = seed_pool(ctx, self.config.seed_set)
         self.seed_norms = {normalized(s.instruction) for s in self.seeds}
+        self.grounded = self.config.grounded == "on"
         self.tally = Tally()
         self.generator: Any = None
-        self.limit, self.per_task = (
-            self.config.brainstorm.max_tokens,
-            0,
-        )  # set from the seeds by brainstorm_budget.plan_tokens
+        self.wrap: Wrap = completion
+        # set from the seeds by brainstorm_budget.plan_tokens
+        self.limit, self.per_task = self.config.brainstorm.max_tokens, 0
         self.searcher: Any = None  # loaded on first need (embedder + index)
+        self._embedder: Any = None
+        self.prompts = BrainstormPrompts(self)
+        self.label_scores: dict[int, dict[str, float]] = {}  # candidate id -> label log-likelihoods
+
+    def embedder(self):  # type: ignore[no-untyped-def]
+        """The project's embedder, loaded once (retrieval, embedding filters)."""
+        if self._embedder is None:
+            from engine.stages.corpus import project_embedder
+
+            self._embedder = project_embedder(self.project)
+        return self._embedder
 
     def load_model(self) -> None:
         from engine.backends import registry
@@ -70,6 +81,8 @@ class GenerationRun:
         runtime = registry.runtime_for(fmt, self.config.backend)
         self.ctx.log(f"loading {self.model_name} ({fmt} on {runtime.name}, {threads} threads)")
         cfg = self.config
+        chat = cfg.prompt_style == "chat"
+        self.wrap = chat_wrap(fmt, path, self.model_name) if chat else completion
         options = GeneratorOptions(
             threads,
             cfg.context,
@@ -79,81 +92,80 @@ class GenerationRun:
             served_model=cfg.served_model,
             tensor_parallel=cfg.tensor_parallel_size,
             data_parallel=cfg.data_parallel_size,
+            chat=chat,
         )
         self.generator = registry.open_generator(ModelFile(self.model_name, fmt, path), options, self.config.backend)
 
     # ---- stage 1 ---------------------------------------------------------------------------
 
-    def _demos(self, idx: int, kept: list[Candidate], k: int) -> tuple[list[Demo], list[int], list[list[int]]]:
-        rng = random.Random(item_seed(self.config.seed, "demos", idx))
-        n_gen = min(self.config.k_generated, len(kept), k - 1)
-        picked_seeds = rng.sample(self.seeds, min(k - n_gen, len(self.seeds)))
-        picked_gen = rng.sample(kept, n_gen) if n_gen else []
-        demos = [Demo(s.instruction, s.input, s.output, s.task_type) for s in picked_seeds]
-        demos += [Demo(c.instruction, c.input, "", c.task_type) for c in picked_gen]
-        rng.shuffle(demos)
-        return demos, [s.id for s in picked_seeds], [[c.prompt_idx, c.item_idx] for c in picked_gen]
+    def _fit_brainstorm(self, idx: int, kept: list[Candidate]) -> Fitted | None:
+        return self.prompts.fit(idx, kept)
 
-    def _fit_brainstorm(self, idx: int, kept: list[Candidate]) -> tuple[str, int, list[int], list[list[int]]] | None:
-        reqs = requirements(self.project.domain, self._task_types(), self.config.topics)
-        for k in range(self.config.k_seeds, 0, -1):
-            demos, seed_ids, mixed_ids = self._demos(idx, kept, k)
-            prompt = brainstorm_prompt(self.project.domain, demos, reqs)
-            if self.generator.count_tokens(prompt) + self.limit <= self.generator.context_length:
-                return prompt, len(demos), seed_ids, mixed_ids
-        return None
+    def _sample(self, pool: list[Seed], k: int, rng: random.Random) -> list[Seed]:
+        return self.prompts.sample(pool, k, rng)
 
-    def _task_types(self) -> list[str]:
-        counts = Counter(s.task_type for s in self.seeds if s.task_type)
-        return [t for t, _ in counts.most_common()]
+    def dedup_text(self, instruction: str, input_text: str) -> str:
+        """What near-duplicates are judged on: the instruction, with its passage when grounded."""
+        return f"{instruction}\n{input_text}" if self.grounded else instruction
+
+    def _pools(self, kept: list[Candidate]) -> tuple[RougePool, SemanticPool | None]:
+        ctx, gen = self.ctx, self.gen
+        pool = RougePool()
+        semantic = SemanticPool(self.embedder()) if self.config.filters.semantic_threshold > 0 else None
+        taken = [(self.dedup_text(s.instruction, s.input), f"seed #{s.id}") for s in self.seeds]
+        # a task too close to a reserved seed would leak it
+        taken += [
+            (self.dedup_text(s.instruction, s.input), f"held-out seed #{s.id}")
+            for s in seeds.held_out(ctx.db, self.project)
+        ]
+        taken += [(text, "an earlier example") for text in store.other_instructions(ctx.db, self.project, gen.id)]
+        taken += [(self.dedup_text(c.instruction, c.input), f"task {c.prompt_idx}.{c.item_idx}") for c in kept]
+        for text, label in taken:
+            pool.add(text, label)
+            if semantic is not None:
+                semantic.add(text, label)
+        return pool, semantic
 
     def brainstorm(self) -> None:
         from engine.backends.types import Sampling
 
         ctx, gen, cfg = self.ctx, self.gen, self.config
-        pool = RougePool()
-        for s in self.seeds:
-            pool.add(s.instruction, f"seed #{s.id}")
-        for s in seeds.held_out(ctx.db, self.project):  # a task too close to a reserved one would leak it
-            pool.add(s.instruction, f"held-out seed #{s.id}")
-        for text in store.other_instructions(ctx.db, self.project, gen.id):
-            pool.add(text, "an earlier example")
         kept = store.candidates(ctx.db, gen.id, "kept")
-        for c in kept:
-            pool.add(c.instruction, f"task {c.prompt_idx}.{c.item_idx}")
+        pools = self._pools(kept)
         idx = store.next_prompt_idx(ctx.db, gen.id)
         self.tally.kept = len(kept)
-        self.tally.dropped.update(store.drop_counts(ctx.db, gen.id))
+        self.tally.dropped = Counter(store.drop_counts(ctx.db, gen.id))  # again each round: no double count
         self.tally.prompts = idx
         budget = cfg.prompt_budget(gen.target)
-        self.limit, self.per_task = budget_.plan_tokens(cfg, self.seeds, self.generator.count_tokens)
+        asked = budget_.per_prompt(cfg, self.grounded)
+        self.limit, self.per_task = budget_.plan_tokens(cfg, self.seeds, self.generator.count_tokens, self.grounded)
         if cfg.size_from_seeds:
             ctx.log(f"brainstorm limit {self.limit} tokens per prompt (a task takes about {self.per_task})")
         progress = ctx.progress("brainstorm", gen.target, "tasks kept", done=min(len(kept), gen.target))
         while len(kept) < gen.target and idx < budget:
             ctx.check_stop()
-            size = budget_.call_size(cfg, self.generator.batch_size, gen.target, idx, len(kept))
+            size = budget_.call_size(cfg, self.generator.batch_size, gen.target, idx, len(kept), asked)
             batch = list(range(idx, min(idx + size, budget)))
             fitted = {i: self._fit_brainstorm(i, kept) for i in batch}
             runnable = [i for i in batch if fitted[i] is not None]
             t0 = time.monotonic()
             completions = {}
             if runnable:
-                n_demos = fitted[runnable[0]][1]  # type: ignore[index]
+                n_demos = fitted[runnable[0]].n_demos  # type: ignore[union-attr]
                 sampling = Sampling(
                     cfg.brainstorm.temperature,
                     cfg.brainstorm.top_p,
                     self.limit,
-                    brainstorm_stop(n_demos, cfg.tasks_per_prompt),
+                    brainstorm_stop(n_demos, asked),
                 )
+                # the prefixes differ only in a one-line passage, so one watch reads every completion
+                first = fitted[runnable[0]].prefix  # type: ignore[union-attr]
                 outs = self.generator.generate(
-                    [fitted[i][0] for i in runnable],  # type: ignore[index]
+                    [fitted[i].prompt for i in runnable],  # type: ignore[union-attr]
                     sampling,
                     [item_seed(cfg.seed, "brainstorm", i) for i in runnable],
                     ctx.should_stop,
-                    budget_.watch(n_demos, cfg.tasks_per_prompt, self.limit, self.per_task)
-                    if cfg.size_from_seeds
-                    else None,
+                    self._watch(first, asked),
                 )
                 if len(outs) < len(runnable) or any(o.finish == "cancelled" for o in outs):
                     raise Interrupted()
@@ -161,7 +173,7 @@ class GenerationRun:
             elapsed = time.monotonic() - t0
             records = []
             for i in batch:
-                drafts, record = self._judge(i, fitted[i], completions.get(i), elapsed / len(batch), pool, kept)
+                drafts, record = self._judge(i, fitted[i], completions.get(i), elapsed / len(batch), pools, kept)
                 records.append((record, drafts))
             store.save_prompts(ctx.db, gen.id, records)
             self._report(progress, records, kept)
@@ -173,44 +185,70 @@ class GenerationRun:
                 "warning",
             )
 
-    def _judge(self, idx, fitted, completion, seconds, pool, kept):  # type: ignore[no-untyped-def]
+    def _watch(self, prefix: str, asked: int) -> Any:
+        if self.grounded:
+            return budget_.grounded_watch
+        return budget_.watch(prefix, asked, self.limit, self.per_task) if self.config.size_from_seeds else None
+
+    def _judge(self, idx, fitted, completion, seconds, pools, kept):  # type: ignore[no-untyped-def]
         from engine.store.generation import CandidateDraft, PromptRecord
 
         if fitted is None:
             record = PromptRecord(idx, [], [], "", "skipped", 0, 0, 0.0)
             return [CandidateDraft(0, "", "", "", "dropped", "prompt_too_long", "no demonstration fits")], record
-        _, n_demos, seed_ids, mixed_ids = fitted
         record = PromptRecord(
             idx,
-            seed_ids,
-            mixed_ids,
+            fitted.seed_ids,
+            fitted.mixed_ids,
             completion.text,
             completion.finish,
             completion.prompt_tokens,
             completion.tokens,
             round(seconds, 4),
+            fitted.passage_id,
         )
-        tasks = parse_tasks(brainstorm_prefix(n_demos) + completion.text, truncated=completion.finish == "length")
+        tasks = parse_tasks(fitted.prefix + completion.text, truncated=completion.finish == "length")
         drafts = []
         for j, t in enumerate(tasks):
-            if t.problem:
-                verdict = Verdict(t.problem, t.detail)
-            elif len(kept) >= self.gen.target:
-                verdict = Verdict("target_reached", "the generation already has its target")
-            else:
-                verdict = check_task(t.instruction, t.input, self.config.filters, self.seed_norms)
-                if verdict.kept:
-                    score, match = pool.best(t.instruction, self.config.filters.rouge_threshold)
-                    if score > self.config.filters.rouge_threshold:
-                        verdict = Verdict("near_duplicate", f"ROUGE-L {score:.2f} with {match}")
+            verdict, vector = self._verdict(t, pools, kept, fitted.prefix)
             status = "kept" if verdict.kept else "dropped"
             drafts.append(
                 CandidateDraft(j, t.instruction, t.input, t.task_type, status, verdict.reason, verdict.detail)
             )
             if verdict.kept:
-                pool.add(t.instruction, f"task {idx}.{j}")
+                text, label = self.dedup_text(t.instruction, t.input), f"task {idx}.{j}"
+                pools[0].add(text, label)
+                if pools[1] is not None:
+                    pools[1].add(text, label, vector)
                 kept.append(_candidate_stub(self.gen.id, idx, j, t.instruction, t.input, t.task_type))
         return drafts, record
+
+    def _verdict(
+        self, t: Any, pools: tuple[RougePool, SemanticPool | None], kept: list[Candidate], prefix: str
+    ) -> tuple[Verdict, Any]:
+        """The filters in order: parse problems, target, heuristics, ROUGE-L, then embedding cosine."""
+        filters = self.config.filters
+        if t.problem:
+            return Verdict(t.problem, t.detail), None
+        if len(kept) >= self.gen.target:
+            return Verdict("target_reached", "the generation already has its target"), None
+        lead = prefix.split("Instruction:", 1)[1].strip() if self.grounded and "Instruction:" in prefix else ""
+        written = t.instruction[len(lead) :] if lead and t.instruction.startswith(lead) else t.instruction
+        if len(written.split()) < MIN_WRITTEN:  # the lead-in came from a seed: the model must add to it
+            return Verdict("too_short", f"the model wrote {len(written.split())} word(s) after the lead-in"), None
+        verdict = check_task(t.instruction, t.input, filters, self.seed_norms)
+        if not verdict.kept:
+            return verdict, None
+        text = self.dedup_text(t.instruction, t.input)
+        score, match = pools[0].best(text, filters.rouge_threshold)
+        if score > filters.rouge_threshold:
+            return Verdict("near_duplicate", f"ROUGE-L {score:.2f} with {match}"), None
+        if pools[1] is None:
+            return verdict, None
+        cosine, match, vector = pools[1].best(text)
+        if cosine > filters.semantic_threshold:
+            return Verdict("semantic_duplicate", f"embedding cosine {cosine:.2f} with {match}"), None
+        return verdict, vector
 
     def _report(self, progress: Progress, records: list, kept: list[Candidate]) -> None:  # type: ignore[type-arg]
         t = self.tally
@@ -242,129 +280,18 @@ class GenerationRun:
         t.attach(progress)
         progress.advance(max(0, min(new, self.gen.target - progress.done)), force=True)
 
-    # ---- stage 2 ---------------------------------------------------------------------------
+    # ---- stage 2 (engine.stages.respond) ----------------------------------------------------
 
     def respond(self) -> None:
-        from engine.backends.types import Sampling
+        from engine.stages.respond import respond
 
-        ctx, gen, cfg = self.ctx, self.gen, self.config
-        ordered = store.stage2_candidates(ctx.db, gen.id)
-        todo_ids = {c.id for c in store.awaiting_response(ctx.db, gen.id)}
-        if cfg.retrieval and todo_ids and self.searcher is None:
-            self.searcher = self._searcher()
-        searcher = self.searcher
-        origins = store.prompt_origins(ctx.db, gen.id)
-        sampling = Sampling(cfg.respond.temperature, cfg.respond.top_p, cfg.respond.max_tokens, RESPONSE_STOP)
-        done = len(ordered) - len(todo_ids)
-        self.tally.responses = store.count_examples(ctx.db, gen.id)
-        progress = ctx.progress("respond", len(ordered), "responses", done=done)
-        size = cfg.demo_block if cfg.demo_block > 1 else self.generator.batch_size  # one call per block
-        for start in range(0, len(ordered), size):
-            batch = [c for c in ordered[start : start + size] if c.id in todo_ids]
-            if not batch:
-                continue
-            ctx.check_stop()
-            at = {c.id: start + k for k, c in enumerate(ordered[start : start + size])}
-            prepared = [self._response_prompt(c, searcher, at[c.id]) for c in batch]
-            runnable = [(c, p) for c, p in zip(batch, prepared) if p is not None]
-            t0 = time.monotonic()
-            outs = []
-            if runnable:
-                outs = self.generator.generate(
-                    [p[0] for _, p in runnable],  # type: ignore[index]
-                    sampling,
-                    [item_seed(cfg.seed, "respond", c.prompt_idx, c.item_idx) for c, _ in runnable],
-                    ctx.should_stop,
-                )
-                if len(outs) < len(runnable) or any(o.finish == "cancelled" for o in outs):
-                    raise Interrupted()
-            self.tally.seconds += time.monotonic() - t0
-            made, dropped = [], []
-            for c in batch:
-                if not any(c is r for r, _ in runnable):
-                    dropped.append((c.id, "prompt_too_long", "the task does not fit the model's context"))
-            for (c, p), out in zip(runnable, outs):
-                self.tally.tokens += out.tokens
-                verdict = check_response(out.text)
-                if not verdict.kept:
-                    dropped.append((c.id, verdict.reason, verdict.detail))
-                    continue
-                made.append(self._example(c, out, p, origins, at[c.id]))  # type: ignore[arg-type]
-            store.save_responses(ctx.db, self.project, gen.id, made, dropped)
-            for _cid, reason, _ in dropped:
-                self.tally.dropped[reason] += 1
-            self.tally.responses += len(made)
-            for m in made:
-                ctx.emit(
-                    ev.Item(
-                        "example",
-                        {
-                            "instruction": m.candidate.instruction,
-                            "input": m.candidate.input,
-                            "output": m.output,
-                            "flag": m.flag,
-                            "passages": len(m.passages),
-                        },
-                    )
-                )
-            self.tally.attach(progress)
-            progress.advance(len(batch), force=True)
+        respond(self)
 
     def _searcher(self):  # type: ignore[no-untyped-def]
         from engine.stages.corpus import Searcher
 
         self._searcher_check()
-        return Searcher(self.ctx)
-
-    def _response_prompt(
-        self, c: Candidate, searcher: Any, position: int
-    ) -> tuple[str, list[int], list[dict[str, Any]]] | None:
-        """The answer prompt: one demonstration set per block of `demo_block` tasks (in stage-2 order),
-        so a batch's prompts share their head and demonstrations, evaluated once."""
-        cfg = self.config
-        if cfg.demo_block > 1:
-            rng = random.Random(item_seed(cfg.seed, "respond-demos-block", position // cfg.demo_block))
-        else:
-            rng = random.Random(item_seed(cfg.seed, "respond-demos", c.prompt_idx, c.item_idx))
-        shots = rng.sample(self.seeds, min(cfg.demos, len(self.seeds)))
-        hits = searcher.search(f"{c.instruction}\n{c.input}".strip(), cfg.passages) if searcher else []
-        task = Demo(c.instruction, c.input, "", c.task_type)
-        while True:
-            demos = [Demo(s.instruction, s.input, s.output, s.task_type) for s in shots]
-            passages = [Passage(h.chunk.source.rsplit("/", 1)[-1], h.chunk.text) for h in hits]
-            prompt = response_prompt(self.project.domain, demos, passages, task)
-            if self.generator.count_tokens(prompt) + cfg.respond.max_tokens <= self.generator.context_length:
-                used = [{"chunk_id": h.chunk.id, "score": round(h.score, 4), "source": h.chunk.source} for h in hits]
-                return prompt, [s.id for s in shots], used
-            if shots:
-                shots = shots[:-1]
-            elif hits:
-                hits = hits[:-1]
-            else:
-                return None
-
-    def _example(self, c: Candidate, out: Any, prepared: tuple, origins: dict, position: int) -> Any:  # type: ignore[type-arg]
-        from engine.store.generation import ExampleDraft
-
-        cfg = self.config
-        _, demo_ids, passages = prepared
-        seed_ids, mixed_ids = origins.get(c.prompt_idx, ([], []))
-        provenance = {
-            "template": cfg.template,
-            "generation": self.gen.id,
-            "model": self.model_name,
-            "prompt": [c.prompt_idx, c.item_idx],
-            "brainstorm_seed_ids": seed_ids,
-            "brainstorm_mixed_ids": mixed_ids,
-            "response_demo_ids": demo_ids,
-            "response_demo_block": position // cfg.demo_block if cfg.demo_block > 1 else None,
-            "brainstorm_sampling": cfg.brainstorm.model_dump(),
-            "response_sampling": cfg.respond.model_dump(),
-            "retrieval": cfg.retrieval,
-            "seed": cfg.seed,
-        }
-        flag = "response hit the token limit" if out.finish == "length" else ""
-        return ExampleDraft(c, out.text.strip(), flag, provenance, passages)
+        return Searcher(self.ctx, self.embedder())
 
     # ---- the whole run ---------------------------------------------------------------------
 
@@ -373,21 +300,66 @@ class GenerationRun:
         if gen.phase == "done":
             self.ctx.log(f"generation {gen.id} is already complete")
             return self.summary()
-        if self.config.retrieval:
+        cfg = self.config
+        if cfg.retrieval:
             self._searcher_check()
         self._started = (time.monotonic(), store.count_examples(self.ctx.db, gen.id))
         self.ctx.log(f"target {gen.target}: {self._cost()}")
-        if self.generator is None:
-            self.load_model()
         try:
-            if gen.phase == "brainstorm":
-                self.brainstorm()
-                store.set_phase(self.ctx.db, gen.id, "respond")
-            self.respond()
+            phase = gen.phase
+            while True:
+                if phase == "brainstorm":
+                    if cfg.tasks_from:
+                        self._copy_tasks()
+                    else:
+                        self._use_base()
+                        self.brainstorm()
+                        store.set_phase(self.ctx.db, gen.id, "respond")
+                if cfg.respond_with:
+                    self._load_expert()
+                elif self.generator is None:
+                    self.load_model()
+                self.respond()
+                if not self._needs_more():
+                    break
+                store.set_phase(self.ctx.db, gen.id, "brainstorm")  # answers were dropped: more tasks
+                phase = "brainstorm"
             store.set_phase(self.ctx.db, gen.id, "done")
         finally:
-            self.generator.close()
+            if self.generator is not None:
+                self.generator.close()
         return self.summary()
+
+    def _use_base(self) -> None:
+        """Brainstorming is always the base model's (a round-2 run may hold the expert)."""
+        if self.generator is not None and getattr(self, "_expert_loaded", False):
+            self.generator.close()
+            self.generator = None
+        if self.generator is None:
+            self.load_model()
+        self._expert_loaded = False
+
+    def _needs_more(self) -> bool:
+        """Answers dropped by the answer filters leave the target short: brainstorm that many more
+        tasks (a pure function of stored counts, so a resumed run takes the same turns)."""
+        made = store.count_examples(self.ctx.db, self.gen.id)
+        short = self.gen.target - made
+        if short <= 0 or self.config.tasks_from:
+            return False
+        if store.next_prompt_idx(self.ctx.db, self.gen.id) >= self.config.prompt_budget(self.gen.target):
+            return False  # the prompt budget is spent; brainstorm() already said so
+        self.ctx.log(f"{made} of {self.gen.target} examples after the answer filters: brainstorming {short} more tasks")
+        return True
+
+    def _copy_tasks(self) -> None:
+        from engine.stages import round2
+
+        round2.copy_tasks(self)
+
+    def _load_expert(self) -> None:
+        from engine.stages import round2
+
+        round2.load_expert(self)
 
     def _runtime(self) -> str:
         from engine.backends import registry
@@ -435,6 +407,16 @@ class GenerationRun:
             return {}
         made = store.count_examples(self.ctx.db, self.gen.id) - started[1]
         return {"examples_this_run": made, "seconds_this_run": round(time.monotonic() - started[0], 2)}
+
+
+def chat_wrap(fmt: str, path: Any, name: str) -> Wrap:
+    """Prompts through the model's own chat template (prompt style chat)."""
+    from engine.backends import chat_template
+
+    template = chat_template.read_template(fmt, path)
+    if template is None:
+        raise UserError(f"{name} has no chat template: generate with --prompt-style completion")
+    return lambda user, opening: chat_template.render(template, user, opening)
 
 
 def _candidate_stub(gid: int, idx: int, j: int, instruction: str, input_text: str, task_type: str) -> Candidate:

@@ -1,12 +1,15 @@
-"""Prompt templates (ss-v1 and ss-v2 share them): brainstorming new tasks, and answering one with passages.
+"""Prompt templates: brainstorming new tasks (free, or grounded on a corpus passage), and answering one
+with passages.
 
-Both are plain completion prompts, as in the papers: the base model continues a document, so the
-same text works for base and chat-tuned models and for both backends.
+In completion style (every template before ss-v3, and base models) they are plain documents the
+model continues, as in the papers. In chat style the same text is the user's turn, rendered through
+the model's own chat template, and the assistant's turn opens with what the model should continue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine.spec.prompts import alpaca_block
@@ -50,7 +53,15 @@ def task_block(n: int, d: Demo) -> str:
     )
 
 
-def brainstorm_prompt(domain: str, demos: Sequence[Demo], reqs: Sequence[str]) -> str:
+Wrap = Callable[[str, str], str]
+"""(user text, assistant opening) -> the raw prompt"""
+
+
+def completion(user: str, opening: str) -> str:
+    return user + opening
+
+
+def brainstorm_prompt(domain: str, demos: Sequence[Demo], reqs: Sequence[str], wrap: Wrap = completion) -> str:
     """Ends inside the next task's header so the model continues the list."""
     lines = [
         f"You are asked to come up with a set of new, diverse tasks in the domain of {domain}. These tasks "
@@ -63,7 +74,77 @@ def brainstorm_prompt(domain: str, demos: Sequence[Demo], reqs: Sequence[str]) -
         "",
     ]
     body = "\n".join(task_block(i, d) for i, d in enumerate(demos, 1))
-    return "\n".join(lines) + body + f"\nTask {len(demos) + 1}\nType:"
+    user = "\n".join(lines) + body
+    if wrap is not completion:
+        user += f"\nContinue the list in the same format, starting with Task {len(demos) + 1}."
+    return wrap(user, ("\n" if wrap is completion else "") + f"Task {len(demos) + 1}\nType:")
+
+
+# ---- grounded brainstorm: the new task's input is a passage of the user's corpus ----------------
+
+
+def grounded_requirements(domain: str, task_types: Sequence[str]) -> list[str]:
+    kinds = ", ".join(t.replace("_", " ") for t in task_types[:8]) or "questions, extraction, summarization"
+    return [
+        f"Each task is about the {domain} text given as its input: the text is real, do not change it.",
+        "The instruction asks for something the text lets an expert do: answer a question the text answers, "
+        "extract entities or relations, summarize, classify, or answer yes, no or maybe.",
+        f"Vary the task types, for example: {kinds}.",
+        "The instruction is one or two sentences and makes sense next to its input.",
+        "Write in English.",
+    ]
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def grounded_block(n: int, d: Demo) -> str:
+    kind = d.task_type or "general"
+    return f"Task {n}\nInput: {one_line(d.input)}\nType: {kind}\nInstruction: {d.instruction.strip()}\n"
+
+
+_LEAD = re.compile(r"^(.{8,70}?:)\s")
+
+
+def instruction_lead(instruction: str) -> str:
+    """The lead-in of an instruction ("Based on the abstract, answer yes, no or maybe:"), or ''."""
+    found = _LEAD.match(instruction.strip())
+    return found.group(1) if found else ""
+
+
+def grounded_prefix(n_demos: int, passage: str, task_type: str, lead: str = "") -> str:
+    """What the prompt already said of the new task (its passage and type, up to its instruction and
+    a seed's lead-in when there is one); the parser reads it plus the completion."""
+    opening = f" {lead}" if lead else ""
+    return f"Task {n_demos + 1}\nInput: {one_line(passage)}\nType: {task_type}\nInstruction:{opening}"
+
+
+def grounded_prompt(
+    domain: str,
+    demos: Sequence[Demo],
+    reqs: Sequence[str],
+    passage: str,
+    task_type: str,
+    wrap: Wrap = completion,
+    lead: str = "",
+) -> str:
+    """Demonstrations of one task type whose inputs are passages, then the corpus passage: the model
+    writes the instruction of one task of that type for it."""
+    lines = [
+        f"You are asked to write tasks in the domain of {domain}, each about a given text. These tasks will "
+        "be given to a language model, and we will judge how well it completes them.",
+        "",
+        "Here are the requirements:",
+        *(f"{i}. {r}" for i, r in enumerate(reqs, 1)),
+        "",
+        BRAINSTORM_HEAD,
+        "",
+    ]
+    user = "\n".join(lines) + "\n".join(grounded_block(i, d) for i, d in enumerate(demos, 1))
+    if wrap is not completion:
+        user += f"\nContinue with Task {len(demos) + 1}: write its instruction for the input given."
+    return wrap(user, ("\n" if wrap is completion else "") + grounded_prefix(len(demos), passage, task_type, lead))
 
 
 def brainstorm_prefix(n_demos: int) -> str:
@@ -85,7 +166,9 @@ class Passage:
     text: str
 
 
-def response_prompt(domain: str, demos: Sequence[Demo], passages: Sequence[Passage], task: Demo) -> str:
+def response_prompt(
+    domain: str, demos: Sequence[Demo], passages: Sequence[Passage], task: Demo, wrap: Wrap = completion
+) -> str:
     head = (
         f"You are a knowledgeable expert in {domain}. Complete each task accurately and concisely, "
         "in the form the instruction asks for.\n\n"
@@ -98,7 +181,7 @@ def response_prompt(domain: str, demos: Sequence[Demo], passages: Sequence[Passa
             + "".join(f"[{i}] ({p.source}) {' '.join(p.text.split())}\n" for i, p in enumerate(passages, 1))
             + "\n"
         )
-    return head + shots + context + _answer_block(task, False)
+    return wrap(head + shots + context + _answer_block(task, False), "")
 
 
 RESPONSE_STOP = ("### Instruction", "\n### ", PASSAGES_HEAD)

@@ -126,3 +126,12 @@ def get_chunks(db: Database, ids: Sequence[int]) -> dict[int, Chunk]:
         f"SELECT c.*, d.source AS source FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})"
     )
     return {r["id"]: _chunk(r) for r in db.query(sql, list(ids))}
+
+
+def chunk_ids(db: Database, project: Project) -> list[int]:
+    """Every chunk of the project's corpus, in a fixed order."""
+    rows = db.execute(
+        "SELECT id FROM chunks WHERE project_id = ? ORDER BY id",
+        [project.id],
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -85,6 +85,8 @@ class PromptRecord:
     prompt_tokens: int
     tokens: int
     seconds: float
+    passage_id: int | None = None
+    """the corpus chunk the prompt was built on (grounded tasks)"""
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def _insert_prompt(
 ) -> None:
     db.execute(
         "INSERT INTO gen_prompts (generation_id, idx, seed_ids, mixed_ids, output, finish, prompt_tokens,"
-        " tokens, seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " tokens, seconds, created_at, passage_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             generation_id,
             prompt.idx,
@@ -124,6 +126,7 @@ def _insert_prompt(
             prompt.tokens,
             prompt.seconds,
             stamp,
+            prompt.passage_id,
         ],
     )
     for d in drafts:
@@ -229,9 +232,12 @@ def stage2_candidates(db: Database, generation_id: int) -> list[Candidate]:
     return [from_row(Candidate, r) for r in rows]
 
 
-def prompt_origins(db: Database, generation_id: int) -> dict[int, tuple[list[int], list[list[int]]]]:
-    rows = db.query("SELECT idx, seed_ids, mixed_ids FROM gen_prompts WHERE generation_id = ?", [generation_id])
-    return {r["idx"]: (json.loads(r["seed_ids"]), json.loads(r["mixed_ids"])) for r in rows}
+def prompt_origins(db: Database, generation_id: int) -> dict[int, tuple[list[int], list[list[int]], int | None]]:
+    """Per brainstorm prompt: the seed ids and kept tasks it showed, and its corpus passage (grounded)."""
+    rows = db.query(
+        "SELECT idx, seed_ids, mixed_ids, passage_id FROM gen_prompts WHERE generation_id = ?", [generation_id]
+    )
+    return {r["idx"]: (json.loads(r["seed_ids"]), json.loads(r["mixed_ids"]), r["passage_id"]) for r in rows}
 
 
 def awaiting_response(db: Database, generation_id: int) -> list[Candidate]:
@@ -313,3 +319,28 @@ def other_instructions(db: Database, project: Project, generation_id: int) -> It
     )
     for r in rows:
         yield r["instruction"]
+
+
+def copy_tasks(db: Database, source_id: int, generation_id: int) -> int:
+    """The brainstorm record of `source_id` (prompts and every candidate with its verdict) copied into
+    a generation that answers the same tasks again (round 2), which then moves to answering; one
+    transaction, so a crash leaves either nothing or everything. Returns the kept tasks copied."""
+    stamp = now()
+    with db.atomic():
+        db.execute(
+            "INSERT INTO gen_prompts (generation_id, idx, seed_ids, mixed_ids, output, finish, prompt_tokens,"
+            " tokens, seconds, created_at, passage_id) SELECT ?, idx, seed_ids, mixed_ids, output, finish,"
+            " prompt_tokens, tokens, seconds, ?, passage_id FROM gen_prompts WHERE generation_id = ?",
+            [generation_id, stamp, source_id],
+        )
+        db.execute(
+            "INSERT INTO candidates (generation_id, prompt_idx, item_idx, instruction, input, task_type, status,"
+            " reason, detail, created_at) SELECT ?, prompt_idx, item_idx, instruction, input, task_type, status,"
+            " reason, detail, ? FROM candidates WHERE generation_id = ?",
+            [generation_id, stamp, source_id],
+        )
+        db.execute("UPDATE generations SET phase = 'respond', updated_at = ? WHERE id = ?", [stamp, generation_id])
+    row = db.execute(
+        "SELECT count(*) FROM candidates WHERE generation_id = ? AND status = 'kept'", [generation_id]
+    ).fetchone()
+    return int(row[0])

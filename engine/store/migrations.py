@@ -387,3 +387,9 @@ def m008_locks_relative_paths(db: Database) -> None:
         if isinstance(parsed, dict):
             fixed = {k: rel(v) if isinstance(v, str) else v for k, v in parsed.items()}
             db.execute("UPDATE exports SET files = ? WHERE id = ?", [json.dumps(fixed, sort_keys=True), row_id])
+
+
+@migrations(name="m009_grounded_prompts")
+def m009_grounded_prompts(db: Database) -> None:
+    """The corpus chunk a grounded brainstorm prompt was built on (NULL for ungrounded prompts)."""
+    _run(db, "ALTER TABLE gen_prompts ADD COLUMN passage_id INTEGER")

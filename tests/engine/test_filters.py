@@ -126,3 +126,50 @@ def test_response_checks() -> None:
     assert check_response("  \n").reason == "empty_response"
     assert check_response("%%%% 1234 $$$$ ####").reason == "non_text_response"
     assert check_response("Yes. Metformin lowers hepatic glucose output.").kept
+
+
+def test_answer_filters_catch_loops_and_repetition_but_keep_prose() -> None:
+    from engine.spec.generate import FilterConfig
+    from engine.stages.filters import check_response, compression_ratio, repeat_share
+
+    config = FilterConfig()
+    sentence = "Metformin lowers hepatic glucose output in patients with type 2 diabetes. "
+    loop = sentence * 20  # the shape of the 3,348-character answer a user found
+    assert repeat_share(loop) > 0.9 and compression_ratio(loop) < 0.1
+    verdict = check_response(loop, config)
+    assert verdict.reason == "repetition" and "4-word sequences repeat" in verdict.detail
+    # a loop of short varied tokens escapes the n-gram check but not the compression check
+    numbers = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, " * 30
+    assert check_response(numbers, config.model_copy(update={"max_repeat_share": 1.0})).reason in (
+        "loop",
+        "non_text_response",
+    )
+    prose = (
+        "Metformin is a biguanide that lowers blood glucose mainly by reducing hepatic gluconeogenesis. "
+        "It also modestly increases peripheral glucose uptake and does not stimulate insulin secretion, "
+        "so it rarely causes hypoglycaemia on its own. Gastrointestinal upset is its most common side effect, "
+        "and it should be avoided when kidney function is severely reduced because of the risk of lactic acidosis."
+    )
+    assert repeat_share(prose) < 0.05 and compression_ratio(prose) > 0.4
+    assert check_response(prose, config).kept
+    assert check_response(loop).kept  # without a config (older templates) only the basic checks run
+    off = FilterConfig(max_repeat_share=1.0, min_compression=0.0)
+    assert check_response(loop, off).kept
+
+
+def test_off_task_answers_and_semantic_duplicates() -> None:
+    from engine.spec.generate import FilterConfig
+    from engine.stages.filters import SemanticPool, check_on_task
+    from tests.fakes import HashEmbedder
+
+    config = FilterConfig()
+    assert check_on_task(0.02, "The capital of France is Paris, a large city.", config).reason == "off_task"
+    assert check_on_task(0.5, "The capital of France is Paris, a large city.", config).kept
+    assert check_on_task(0.0, "yes", config).kept  # a label answer is not compared with its task
+    pool = SemanticPool(HashEmbedder())
+    pool.add("List the side effects of metformin in older adults.", "seed #1")
+    pool.add("Explain how beta blockers lower blood pressure.", "seed #2")
+    cosine, label, _ = pool.best("List the side effects of metformin in older adults")
+    assert label == "seed #1" and cosine > 0.99
+    cosine, label, _ = pool.best("Name three causes of iron deficiency anaemia.")
+    assert cosine < 0.5

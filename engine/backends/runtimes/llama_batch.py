@@ -110,8 +110,8 @@ class BatchContext:
 
     # ---- tokens ------------------------------------------------------------------------------
 
-    def tokenize(self, text: str, bos: bool = True) -> list[int]:
-        return list(self.model.tokenize(text.encode("utf-8"), add_bos=bos, special=False))
+    def tokenize(self, text: str, bos: bool = True, special: bool = False) -> list[int]:
+        return list(self.model.tokenize(text.encode("utf-8"), add_bos=bos, special=special))
 
     def _piece(self, token: int) -> bytes:
         buf = ctypes.create_string_buffer(64)

@@ -99,13 +99,19 @@ class LlamaCppGenerator:
         # batch_size slots plus one sequence that holds the prompts' shared prefix
         self.engine = BatchContext(model.path, options.threads, options.context, options.batch_size + 1, model.lora)
         self.context_length = self.engine.cells
+        self.special = options.chat  # chat-template prompts: their markers are special tokens
 
     @property
     def prefix_tokens_saved(self) -> int:
         return self.engine.prefix_tokens_saved
 
     def count_tokens(self, text: str) -> int:
-        return len(self.engine.tokenize(text))
+        return len(self.engine.tokenize(text, special=self.special))
+
+    def label_logprobs_many(self, prompts: Sequence[str], labels: Sequence[Sequence[str]]) -> list[list[float]]:
+        """Label log-likelihoods with the generation's own model (self-judging): no second copy."""
+        ids = [self.engine.tokenize(p, special=self.special) for p in prompts]
+        return _label_passes(self.engine, ids, labels)
 
     def generate(
         self,
@@ -115,7 +121,8 @@ class LlamaCppGenerator:
         cancel: Callable[[], bool],
         watch: Callable[[str, int], int | None] | None = None,
     ) -> list[Completion]:
-        return self.engine.generate([self.engine.tokenize(p) for p in prompts], sampling, seeds, cancel, watch)
+        ids = [self.engine.tokenize(p, special=self.special) for p in prompts]
+        return self.engine.generate(ids, sampling, seeds, cancel, watch)
 
     def close(self) -> None:
         self.engine.close()
@@ -149,12 +156,8 @@ class LlamaCppScorer:
 
     def label_logprobs_many(self, prompts: Sequence[str], labels: Sequence[Sequence[str]]) -> list[list[float]]:
         """One pass for as many prompts as the context holds: their shared prefix is evaluated once."""
-        encoded = [[self.engine.tokenize(label, bos=False) for label in options] for options in labels]
-        ids = [self._prompt_ids(p, max(len(e) for e in enc) + 1) for p, enc in zip(prompts, encoded)]
-        out: list[list[float]] = []
-        for part in _by_sequences(list(range(len(ids))), [len(e) for e in encoded], self.engine.n_seq):
-            out.extend(self.engine.label_logprobs([ids[i] for i in part], [encoded[i] for i in part]))
-        return out
+        room = [max(len(self.engine.tokenize(label, bos=False)) for label in options) + 1 for options in labels]
+        return _label_passes(self.engine, [self._prompt_ids(p, r) for p, r in zip(prompts, room)], labels)
 
     def generate(self, prompt: str, max_tokens: int) -> str:
         ids = self._prompt_ids(prompt, max_tokens + 1)
@@ -168,6 +171,15 @@ class LlamaCppScorer:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def _label_passes(engine: Any, ids: list[list[int]], labels: Sequence[Sequence[str]]) -> list[list[float]]:
+    """As many prompts per pass as the context has sequences for their labels."""
+    encoded = [[engine.tokenize(label, bos=False) for label in options] for options in labels]
+    out: list[list[float]] = []
+    for part in _by_sequences(list(range(len(ids))), [len(e) for e in encoded], engine.n_seq):
+        out.extend(engine.label_logprobs([ids[i] for i in part], [encoded[i] for i in part]))
+    return out
 
 
 def _by_sequences(items: list[int], sizes: list[int], limit: int) -> list[list[int]]:
