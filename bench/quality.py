@@ -50,9 +50,9 @@ def run(home: Path, *args: str) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def split(home: Path, seed: int = 0) -> tuple[Path, Path, Path]:
+def split(home: Path, source: Path, seed: int = 0) -> tuple[Path, Path, Path]:
     """The corpus half as text files, the evaluation half as a PubMedQA file, gold labels as Alpaca."""
-    raw = json.loads(PUBMEDQA.read_text())
+    raw = json.loads(source.read_text())
     ids = sorted(raw)
     random.Random(seed).shuffle(ids)
     first, second = ids[: len(ids) // 2], ids[len(ids) // 2 :]
@@ -115,12 +115,13 @@ def main() -> None:
     ap.add_argument("--eval-limit", type=int, help="PubMedQA questions to score (default: the whole half)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the gold-trained ceiling")
     ap.add_argument("--home", help="SELFSPEC_HOME (default: a fresh temporary folder; reuse one to resume)")
+    ap.add_argument("--pubmedqa", type=Path, default=PUBMEDQA, help="PubMedQA's labelled dev set")
     a = ap.parse_args()
-    if not PUBMEDQA.exists():
-        raise SystemExit(f"{PUBMEDQA}: not found (the bench reads PubMedQA's dev set from ../shared)")
+    if not a.pubmedqa.exists():
+        raise SystemExit(f"{a.pubmedqa}: not found (the bench reads PubMedQA's dev set from ../shared)")
     home = Path(a.home) if a.home else Path(tempfile.mkdtemp(prefix="selfspec-quality-"))
     home.mkdir(parents=True, exist_ok=True)
-    corpus, held, gold = split(home)
+    corpus, held, gold = split(home, a.pubmedqa)
     limit = ["--limit", str(a.eval_limit)] if a.eval_limit else []
     load = os.getloadavg()[0]
     print(f"home: {home}  examples: {a.examples}  epochs: {a.epochs}  load at start: {load:.2f}", flush=True)

@@ -229,7 +229,7 @@ META: dict[str, dict[str, object]] = {
     "judge_threshold": _HIDDEN,
     "balanced_demos": _HIDDEN,
     "label_answers": _HIDDEN,
-    "respond_with": {"label": "answer with expert (round 2)"},
+    "respond_with": {"label": "round-2 expert"},
     "tasks_from": _HIDDEN,
     "semantic_threshold": _HIDDEN,
     "max_repeat_share": _HIDDEN,

@@ -54,6 +54,8 @@ class TrainConfig(BaseModel):
     """data order, held-out split, LoRA init and dropout"""
     include_pending: bool = False
     """also train on examples not reviewed yet"""
+    generations: tuple[int, ...] = ()
+    """train only on examples of these generations (round 2: the expert's answers; default: all)"""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """where to train"""
     quantize: Literal["auto", "4bit", "none"] = "auto"
@@ -101,6 +103,7 @@ META: dict[str, dict[str, object]] = {
     "keep_checkpoints": {**_HIDDEN, "cli": False, "run_control": True},
     "seed": _HIDDEN,
     "include_pending": {"label": "include pending"},
+    "generations": {**_HIDDEN, "flag": "--generation", "metavar": "ID"},
     "device": _HIDDEN,
     "quantize": _HIDDEN,
     "gradient_checkpointing": _HIDDEN,
@@ -109,7 +112,7 @@ META: dict[str, dict[str, object]] = {
 ORDER = (
     "rank alpha dropout learning_rate epochs batch_size micro_batch schedule warmup_ratio weight_decay"
     " max_grad_norm max_length prompt_format val_fraction checkpoint_every keep_checkpoints seed include_pending"
-    " device quantize gradient_checkpointing max_steps"
+    " generations device quantize gradient_checkpointing max_steps"
 ).split()
 
 

@@ -76,7 +76,7 @@ def _new_adapter(ctx: Context, cfg: TrainConfig, name: str | None, existing: lis
     models.resolve(ctx.db, project.base_model)
     rows = [
         {"id": e.id, "version": e.version, "instruction": e.instruction, "input": e.input, "output": e.output}
-        for e in training_set(ctx.db, project, cfg.include_pending)
+        for e in training_set(ctx.db, project, cfg.include_pending, cfg.generations)
     ]
     if not rows:
         raise UserError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from sqlite_utils import Database
 
@@ -52,12 +52,17 @@ def add_imported(
     return added, present
 
 
-def training_set(db: Database, project: Project, include_pending: bool = False) -> Iterator[Example]:
-    """The examples a person approved (accepted or edited), optionally with those not yet reviewed."""
+def training_set(
+    db: Database, project: Project, include_pending: bool = False, generations: Sequence[int] = ()
+) -> Iterator[Example]:
+    """The examples a person approved (accepted or edited), optionally with those not yet reviewed,
+    optionally only those of some generations."""
     wanted = (*APPROVED, "pending") if include_pending else APPROVED
-    rows = db.query(
-        f"SELECT * FROM examples WHERE project_id = ? AND status IN ({', '.join('?' * len(wanted))}) ORDER BY id",
-        [project.id, *wanted],
-    )
+    sql = f"SELECT * FROM examples WHERE project_id = ? AND status IN ({', '.join('?' * len(wanted))})"
+    params: list[object] = [project.id, *wanted]
+    if generations:
+        sql += f" AND generation_id IN ({', '.join('?' * len(generations))})"
+        params += list(generations)
+    rows = db.query(sql + " ORDER BY id", params)
     for r in rows:
         yield from_row(Example, r, ("provenance", "passages"))

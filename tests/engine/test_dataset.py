@@ -286,3 +286,14 @@ def test_kill_9_during_import_or_export_leaves_all_or_nothing(db, project, tmp_p
         assert len(out.read_text().splitlines()) == n
     assert run_engine(*exp[5:]).returncode == 0
     assert len(out.read_text().splitlines()) == n
+
+
+def test_the_training_set_can_be_one_generations(db, project) -> None:
+    fill(db, project, 30, generations=2, imported_every=0)
+    db.execute("UPDATE examples SET status = 'accepted'")
+    gens = sorted({r[0] for r in db.execute("SELECT generation_id FROM examples").fetchall()})
+    every = list(training_set(db, project))
+    second = list(training_set(db, project, generations=[gens[1]]))
+    assert len(every) == 30 and len(second) == 15
+    assert all(e.generation_id == gens[1] for e in second)
+    assert len(list(training_set(db, project, generations=gens))) == 30

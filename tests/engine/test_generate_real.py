@@ -80,8 +80,9 @@ def _straight_and_resumed(tmp_path: Path, monkeypatch, model_setup, options: dic
                 return real(prompts, sampling, seeds, cancel, watch)
 
             job.generator = type("Stopping", (), {})()
-            for attr in ("name", "context_length", "batch_size", "count_tokens", "close"):
-                setattr(job.generator, attr, getattr(generator, attr))
+            for attr in ("name", "context_length", "batch_size", "count_tokens", "close", "label_logprobs_many"):
+                if hasattr(generator, attr):
+                    setattr(job.generator, attr, getattr(generator, attr))
             job.generator.generate = stopping
             with pytest.raises(Interrupted):
                 job.run()
