@@ -125,7 +125,9 @@ def main() -> None:
     limit = ["--limit", str(a.eval_limit)] if a.eval_limit else []
     load = os.getloadavg()[0]
     print(f"home: {home}  examples: {a.examples}  epochs: {a.epochs}  load at start: {load:.2f}", flush=True)
-    main_json, ceiling_json = home / "eval.json", home / "ceiling.json"
+    out = home.parent / f"{home.name}-results"  # the store refuses output files inside its home
+    out.mkdir(exist_ok=True)
+    main_json, ceiling_json = out / "eval.json", out / "ceiling.json"
     stages = [
         ("project", ["project", "create", PROJECT, "--domain", "biomedicine"]),
         ("seeds", ["seeds", "import", str(ROOT / "seeds" / "biomedicine.jsonl"), "--project", PROJECT]),

@@ -55,7 +55,11 @@ class GenerationRun:
         self.grounded = self.config.grounded == "on"
         self.tally = Tally()
         self.generator: Any = None
-        self.wrap: Wrap = completion
+        # prompts through the base's chat template (prompt style chat), however the model is opened
+        fmt, path, _ = models.resolve(ctx.db, self.model_name)
+        chat = self.config.prompt_style == "chat"
+        self.base_wrap: Wrap = chat_wrap(fmt, path, self.model_name) if chat else completion
+        self.wrap: Wrap = self.base_wrap
         # set from the seeds by brainstorm_budget.plan_tokens
         self.limit, self.per_task = self.config.brainstorm.max_tokens, 0
         self.searcher: Any = None  # loaded on first need (embedder + index)
@@ -82,7 +86,7 @@ class GenerationRun:
         self.ctx.log(f"loading {self.model_name} ({fmt} on {runtime.name}, {threads} threads)")
         cfg = self.config
         chat = cfg.prompt_style == "chat"
-        self.wrap = chat_wrap(fmt, path, self.model_name) if chat else completion
+        self.wrap = self.base_wrap
         options = GeneratorOptions(
             threads,
             cfg.context,

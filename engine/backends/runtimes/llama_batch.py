@@ -73,6 +73,9 @@ class BatchContext:
         from engine.backends.runtimes.llamacpp import c_stderr_to_log
 
         read_gguf_metadata(path)  # a broken header is a UserError naming the file
+        from llama_cpp import _logger
+
+        _logger.set_verbose(False)  # llama.cpp's debug log (graph and KV-copy traces) stays off stderr; errors show
         self._ll = llama_cpp
         self.n_seq = max(1, min(n_seq, int(llama_cpp.llama_max_parallel_sequences())))
         try:
