@@ -13,7 +13,7 @@ Runs the real CLI in a fresh SELFSPEC_HOME:
 
 Prints the table, the data statistics (kept, dropped by reason, mean answer length, share
 grounded) and last the line
-`expert-base calibrated macro-F1: +X.XXX; held-out seeds ROUGE-L: +Y.YYY`.
+`expert-base calibrated macro-F1: <signed difference>; held-out seeds ROUGE-L: <signed difference>`.
 
     python bench/quality.py [--examples 240] [--epochs 3] [--eval-limit N] [--no-ceiling] [--home DIR]
 """
@@ -25,29 +25,18 @@ import json
 import os
 import random
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.pipeline import run  # noqa: E402  (the CLI in a given SELFSPEC_HOME, timed)
+
 PUBMEDQA = ROOT.parent / "shared" / "data" / "pubmedqa" / "pqal_dev.json"
 PROJECT, CEILING = "quality", "ceiling"
 INSTRUCTION = "Answer the question with yes, no or maybe, based on the abstract: {q}"
-
-
-def run(home: Path, *args: str) -> tuple[float, str]:
-    env = {**os.environ, "SELFSPEC_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    t0 = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "engine", "--format", "text", *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    seconds = time.perf_counter() - t0
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr[-3000:])
-        raise SystemExit(f"stage failed ({done.returncode}): {' '.join(args)}")
-    return seconds, done.stdout
 
 
 def split(home: Path, source: Path, seed: int = 0) -> tuple[Path, Path, Path]:

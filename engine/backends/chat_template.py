@@ -69,3 +69,11 @@ def render(template: str, user: str, assistant_start: str = "") -> str:
     except TemplateError as exc:
         raise UserError(f"the model's chat template failed: {exc}") from exc
     return text + assistant_start
+
+
+def wrapper(fmt: str, path: Path, name: str):  # type: ignore[no-untyped-def]
+    """(user text, assistant opening) -> raw prompt through the model's own template (prompt style chat)."""
+    template = read_template(fmt, path)
+    if template is None:
+        raise UserError(f"{name} has no chat template: generate with --prompt-style completion")
+    return lambda user, opening: render(template, user, opening)

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from engine.backends import chat_template
 from engine.errors import UserError
 from engine.events import Progress
 from engine.spec import events as ev
@@ -58,7 +59,7 @@ class GenerationRun:
         # prompts through the base's chat template (prompt style chat), however the model is opened
         fmt, path, _ = models.resolve(ctx.db, self.model_name)
         chat = self.config.prompt_style == "chat"
-        self.base_wrap: Wrap = chat_wrap(fmt, path, self.model_name) if chat else completion
+        self.base_wrap: Wrap = chat_template.wrapper(fmt, path, self.model_name) if chat else completion
         self.wrap: Wrap = self.base_wrap
         # set from the seeds by brainstorm_budget.plan_tokens
         self.limit, self.per_task = self.config.brainstorm.max_tokens, 0
@@ -411,16 +412,6 @@ class GenerationRun:
             return {}
         made = store.count_examples(self.ctx.db, self.gen.id) - started[1]
         return {"examples_this_run": made, "seconds_this_run": round(time.monotonic() - started[0], 2)}
-
-
-def chat_wrap(fmt: str, path: Any, name: str) -> Wrap:
-    """Prompts through the model's own chat template (prompt style chat)."""
-    from engine.backends import chat_template
-
-    template = chat_template.read_template(fmt, path)
-    if template is None:
-        raise UserError(f"{name} has no chat template: generate with --prompt-style completion")
-    return lambda user, opening: chat_template.render(template, user, opening)
 
 
 def _candidate_stub(gid: int, idx: int, j: int, instruction: str, input_text: str, task_type: str) -> Candidate:
