@@ -102,6 +102,8 @@ class GenerateConfig(Strict):
     label_answers: bool = True
     """answer a task whose type's seeds answer from a small label set (yes/no/maybe, ...) with the label
     the model scores highest, after removing the label bias measured on those seeds"""
+    calibration_seeds: int = Field(default=24, ge=0, le=10_000)
+    """seeds per label type the label bias is measured on, balanced across labels (0: all of them)"""
     balanced_demos: bool = True
     """demonstrations of different task types (a seed set dominated by one type still shows the others)"""
     respond_with: str = ""
@@ -183,6 +185,7 @@ FLAT: dict[str, tuple[str, ...]] = {
     "judge_threshold": ("judge_threshold",),
     "balanced_demos": ("balanced_demos",),
     "label_answers": ("label_answers",),
+    "calibration_seeds": ("calibration_seeds",),
     "respond_with": ("respond_with",),
     "tasks_from": ("tasks_from",),
     "rouge_threshold": ("filters", "rouge_threshold"),
@@ -229,6 +232,7 @@ META: dict[str, dict[str, object]] = {
     "judge_threshold": _HIDDEN,
     "balanced_demos": _HIDDEN,
     "label_answers": _HIDDEN,
+    "calibration_seeds": _HIDDEN,
     "respond_with": {"label": "round-2 expert"},
     "tasks_from": _HIDDEN,
     "semantic_threshold": _HIDDEN,

@@ -98,7 +98,9 @@ def _generate(ctx: Context, project: Project, examples: int) -> list[Example]:
     if last is not None and last.phase == "done" and last.target >= examples:
         ctx.log(f"generation {last.id} already has its examples")
     else:
-        options: dict[str, Any] = {} if last else {"seed": DEMO_SEED, "max_tokens": 384, "response_max_tokens": 200}
+        options: dict[str, Any] = (
+            {} if last else {"seed": DEMO_SEED, "max_tokens": 384, "response_max_tokens": 200, "calibration_seeds": 12}
+        )
         gen = open_generation(ctx, options, examples, last.id if last else None, False)
         run_generation(ctx, gen)
     return generation.examples(ctx.db, project, limit=3)

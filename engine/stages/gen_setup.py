@@ -21,7 +21,7 @@ from engine.store import seeds
 from engine.store.records import Generation, Seed
 
 
-def item_seed(base: int, stage: str, *key: int) -> int:
+def item_seed(base: int, stage: str, *key: int | str) -> int:
     text = f"{base}/{stage}/" + "/".join(str(k) for k in key)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
 

@@ -1,46 +1,34 @@
 """Self-specialization data generation (Kang et al. 2023): brainstorm, filter, answer with retrieval.
 
-Stage 1 walks prompt indices in order; each prompt's demonstrations and sampling seed derive from
-(config seed, prompt index), and the prompt, its raw output and every candidate with its filter
-decision are committed together. Stage 2 answers kept candidates in the order they were kept, one
-committed batch at a time. A resumed generation rebuilds its dedup pool from the store and continues
-at the first missing key, so it produces what an uninterrupted one would.
+A GenerationRun holds what both stages share (config, seeds, model, embedder, searcher) and runs
+them in turn until the target is met: stage 1 in engine.stages.brainstorm, stage 2 in
+engine.stages.respond, round 2 in engine.stages.round2. Each stage commits whole calls keyed by
+prompt index or candidate, so a resumed generation produces what an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections import Counter
 from typing import Any
 
 from engine.backends import chat_template
 from engine.errors import UserError
-from engine.events import Progress
-from engine.spec import events as ev
 from engine.spec.generate import GenerateConfig
-from engine.spec.kinds import TaskStatus
-from engine.stages import brainstorm_budget as budget_
 from engine.stages import models
-from engine.stages.brainstorm_prompts import BrainstormPrompts, Fitted
-from engine.stages.context import Context, Interrupted
-from engine.stages.filters import RougePool, SemanticPool, Verdict, check_task, normalized
+from engine.stages.brainstorm_prompts import BrainstormPrompts
+from engine.stages.context import Context
+from engine.stages.filters import normalized
 from engine.stages.gen_setup import Tally, item_seed, open_generation, seed_pool
-from engine.stages.task_parser import parse_tasks
 from engine.stages.templates import (
     Wrap,
-    brainstorm_stop,
     completion,
 )
 from engine.store import generation as store
-from engine.store import projects, seeds
-from engine.store.records import Candidate, Generation, Seed
+from engine.store import projects
+from engine.store.records import Generation, Seed
 
 __all__ = ["GenerationRun", "item_seed", "open_generation", "run_generation"]
-
-
-MIN_WRITTEN = 3
-"""words a grounded task's instruction needs beyond the seed lead-in it was started with"""
 
 
 class GenerationRun:
@@ -103,9 +91,6 @@ class GenerationRun:
 
     # ---- stage 1 ---------------------------------------------------------------------------
 
-    def _fit_brainstorm(self, idx: int, kept: list[Candidate]) -> Fitted | None:
-        return self.prompts.fit(idx, kept)
-
     def _sample(self, pool: list[Seed], k: int, rng: random.Random) -> list[Seed]:
         return self.prompts.sample(pool, k, rng)
 
@@ -113,177 +98,10 @@ class GenerationRun:
         """What near-duplicates are judged on: the instruction, with its passage when grounded."""
         return f"{instruction}\n{input_text}" if self.grounded else instruction
 
-    def _pools(self, kept: list[Candidate]) -> tuple[RougePool, SemanticPool | None]:
-        ctx, gen = self.ctx, self.gen
-        pool = RougePool()
-        semantic = SemanticPool(self.embedder()) if self.config.filters.semantic_threshold > 0 else None
-        taken = [(self.dedup_text(s.instruction, s.input), f"seed #{s.id}") for s in self.seeds]
-        # a task too close to a reserved seed would leak it
-        taken += [
-            (self.dedup_text(s.instruction, s.input), f"held-out seed #{s.id}")
-            for s in seeds.held_out(ctx.db, self.project)
-        ]
-        taken += [(text, "an earlier example") for text in store.other_instructions(ctx.db, self.project, gen.id)]
-        taken += [(self.dedup_text(c.instruction, c.input), f"task {c.prompt_idx}.{c.item_idx}") for c in kept]
-        for text, label in taken:
-            pool.add(text, label)
-            if semantic is not None:
-                semantic.add(text, label)
-        return pool, semantic
-
     def brainstorm(self) -> None:
-        from engine.backends.types import Sampling
+        from engine.stages.brainstorm import brainstorm
 
-        ctx, gen, cfg = self.ctx, self.gen, self.config
-        kept = store.candidates(ctx.db, gen.id, "kept")
-        pools = self._pools(kept)
-        idx = store.next_prompt_idx(ctx.db, gen.id)
-        self.tally.kept = len(kept)
-        self.tally.dropped = Counter(store.drop_counts(ctx.db, gen.id))  # again each round: no double count
-        self.tally.prompts = idx
-        budget = cfg.prompt_budget(gen.target)
-        asked = budget_.per_prompt(cfg, self.grounded)
-        self.limit, self.per_task = budget_.plan_tokens(cfg, self.seeds, self.generator.count_tokens, self.grounded)
-        if cfg.size_from_seeds:
-            ctx.log(f"brainstorm limit {self.limit} tokens per prompt (a task takes about {self.per_task})")
-        progress = ctx.progress("brainstorm", gen.target, "tasks kept", done=min(len(kept), gen.target))
-        while len(kept) < gen.target and idx < budget:
-            ctx.check_stop()
-            size = budget_.call_size(cfg, self.generator.batch_size, gen.target, idx, len(kept), asked)
-            batch = list(range(idx, min(idx + size, budget)))
-            fitted = {i: self._fit_brainstorm(i, kept) for i in batch}
-            runnable = [i for i in batch if fitted[i] is not None]
-            t0 = time.monotonic()
-            completions = {}
-            if runnable:
-                n_demos = fitted[runnable[0]].n_demos  # type: ignore[union-attr]
-                sampling = Sampling(
-                    cfg.brainstorm.temperature,
-                    cfg.brainstorm.top_p,
-                    self.limit,
-                    brainstorm_stop(n_demos, asked),
-                )
-                # the prefixes differ only in a one-line passage, so one watch reads every completion
-                first = fitted[runnable[0]].prefix  # type: ignore[union-attr]
-                outs = self.generator.generate(
-                    [fitted[i].prompt for i in runnable],  # type: ignore[union-attr]
-                    sampling,
-                    [item_seed(cfg.seed, "brainstorm", i) for i in runnable],
-                    ctx.should_stop,
-                    self._watch(first, asked),
-                )
-                if len(outs) < len(runnable) or any(o.finish == "cancelled" for o in outs):
-                    raise Interrupted()
-                completions = dict(zip(runnable, outs))
-            elapsed = time.monotonic() - t0
-            records = []
-            for i in batch:
-                drafts, record = self._judge(i, fitted[i], completions.get(i), elapsed / len(batch), pools, kept)
-                records.append((record, drafts))
-            store.save_prompts(ctx.db, gen.id, records)
-            self._report(progress, records, kept)
-            idx += len(batch)
-        if len(kept) < gen.target:
-            ctx.log(
-                f"brainstorming stopped after {idx} prompts with {len(kept)} of {gen.target} tasks kept "
-                "(raise --max-prompts, or look at the drop reasons)",
-                "warning",
-            )
-
-    def _watch(self, prefix: str, asked: int) -> Any:
-        if self.grounded:
-            return budget_.grounded_watch
-        return budget_.watch(prefix, asked, self.limit, self.per_task) if self.config.size_from_seeds else None
-
-    def _judge(self, idx, fitted, completion, seconds, pools, kept):  # type: ignore[no-untyped-def]
-        from engine.store.generation import CandidateDraft, PromptRecord
-
-        if fitted is None:
-            record = PromptRecord(idx, [], [], "", "skipped", 0, 0, 0.0)
-            return [CandidateDraft(0, "", "", "", "dropped", "prompt_too_long", "no demonstration fits")], record
-        record = PromptRecord(
-            idx,
-            fitted.seed_ids,
-            fitted.mixed_ids,
-            completion.text,
-            completion.finish,
-            completion.prompt_tokens,
-            completion.tokens,
-            round(seconds, 4),
-            fitted.passage_id,
-        )
-        tasks = parse_tasks(fitted.prefix + completion.text, truncated=completion.finish == "length")
-        drafts = []
-        for j, t in enumerate(tasks):
-            verdict, vector = self._verdict(t, pools, kept, fitted.prefix)
-            status = "kept" if verdict.kept else "dropped"
-            drafts.append(
-                CandidateDraft(j, t.instruction, t.input, t.task_type, status, verdict.reason, verdict.detail)
-            )
-            if verdict.kept:
-                text, label = self.dedup_text(t.instruction, t.input), f"task {idx}.{j}"
-                pools[0].add(text, label)
-                if pools[1] is not None:
-                    pools[1].add(text, label, vector)
-                kept.append(_candidate_stub(self.gen.id, idx, j, t.instruction, t.input, t.task_type))
-        return drafts, record
-
-    def _verdict(
-        self, t: Any, pools: tuple[RougePool, SemanticPool | None], kept: list[Candidate], prefix: str
-    ) -> tuple[Verdict, Any]:
-        """The filters in order: parse problems, target, heuristics, ROUGE-L, then embedding cosine."""
-        filters = self.config.filters
-        if t.problem:
-            return Verdict(t.problem, t.detail), None
-        if len(kept) >= self.gen.target:
-            return Verdict("target_reached", "the generation already has its target"), None
-        lead = prefix.split("Instruction:", 1)[1].strip() if self.grounded and "Instruction:" in prefix else ""
-        written = t.instruction[len(lead) :] if lead and t.instruction.startswith(lead) else t.instruction
-        if len(written.split()) < MIN_WRITTEN:  # the lead-in came from a seed: the model must add to it
-            return Verdict("too_short", f"the model wrote {len(written.split())} word(s) after the lead-in"), None
-        verdict = check_task(t.instruction, t.input, filters, self.seed_norms)
-        if not verdict.kept:
-            return verdict, None
-        text = self.dedup_text(t.instruction, t.input)
-        score, match = pools[0].best(text, filters.rouge_threshold)
-        if score > filters.rouge_threshold:
-            return Verdict("near_duplicate", f"ROUGE-L {score:.2f} with {match}"), None
-        if pools[1] is None:
-            return verdict, None
-        cosine, match, vector = pools[1].best(text)
-        if cosine > filters.semantic_threshold:
-            return Verdict("semantic_duplicate", f"embedding cosine {cosine:.2f} with {match}"), None
-        return verdict, vector
-
-    def _report(self, progress: Progress, records: list, kept: list[Candidate]) -> None:  # type: ignore[type-arg]
-        t = self.tally
-        for record, drafts in records:
-            t.prompts += 1
-            t.tokens += record.tokens
-            t.brainstorm_tokens += record.tokens
-            t.seconds += record.seconds
-            for d in drafts:
-                t.parsed += 1 if d.instruction else 0
-                if d.status == "dropped":
-                    t.dropped[d.reason] += 1
-                self.ctx.emit(
-                    ev.Item(
-                        "task",
-                        {
-                            "status": d.status,
-                            "reason": d.reason,
-                            "detail": d.detail,
-                            "instruction": d.instruction,
-                            "input": d.input,
-                            "task_type": d.task_type,
-                        },
-                    )
-                )
-        new = len(kept) - t.kept
-        t.kept = len(kept)
-        t.kept_this_run += new
-        t.attach(progress)
-        progress.advance(max(0, min(new, self.gen.target - progress.done)), force=True)
+        brainstorm(self)
 
     # ---- stage 2 (engine.stages.respond) ----------------------------------------------------
 
@@ -311,7 +129,7 @@ class GenerationRun:
         self._started = (time.monotonic(), store.count_examples(self.ctx.db, gen.id))
         self.ctx.log(f"target {gen.target}: {self._cost()}")
         try:
-            phase = gen.phase
+            phase: str = gen.phase
             while True:
                 if phase == "brainstorm":
                     if cfg.tasks_from:
@@ -412,10 +230,6 @@ class GenerationRun:
             return {}
         made = store.count_examples(self.ctx.db, self.gen.id) - started[1]
         return {"examples_this_run": made, "seconds_this_run": round(time.monotonic() - started[0], 2)}
-
-
-def _candidate_stub(gid: int, idx: int, j: int, instruction: str, input_text: str, task_type: str) -> Candidate:
-    return Candidate(0, gid, idx, j, instruction, input_text, task_type, TaskStatus.KEPT, "", "")
 
 
 def run_generation(ctx: Context, gen: Generation) -> dict[str, Any]:

@@ -72,7 +72,7 @@ class LabelAnswers:
         run = self.run
         for kind in missing:
             labels = self.types[kind]
-            members = [s for s in run.seeds if (s.task_type or "general") == kind]
+            members = calibration_set(run.seeds, kind, labels, run.config.calibration_seeds, run.config.seed)
             prompts = [self._seed_prompt(s, kind) for s in members]
             found = self.score(prompts, [labels] * len(prompts))  # type: ignore[misc]
             gold = [_spelled(s.output, labels) for s in members]
@@ -109,6 +109,23 @@ class LabelAnswers:
             lps = {label: round(v, 4) for label, v in zip(options, row)}
             out.append((calibration.predict(lps, self.bias.get(kind, {})), lps))
         return out
+
+
+def calibration_set(seeds: Sequence[Seed], kind: str, labels: Sequence[str], cap: int, seed: int) -> list[Seed]:
+    """The seeds of one label type the offsets are fitted on: all of them, or `cap` taken in turn
+    from each label (each label's seeds in a fixed shuffled order), so every label is represented."""
+    members = [s for s in seeds if (s.task_type or "general") == kind]
+    if cap <= 0 or len(members) <= cap:
+        return members
+    queues: dict[str, list[Seed]] = {label: [] for label in labels}
+    for s in sorted(members, key=lambda s: item_seed(seed, "label-calibration-set", s.id)):
+        queues[_spelled(s.output, labels)].append(s)
+    picked: list[Seed] = []
+    while len(picked) < cap:
+        for label in labels:
+            if queues[label] and len(picked) < cap:
+                picked.append(queues[label].pop(0))
+    return sorted(picked, key=lambda s: s.id)
 
 
 def _spelled(output: str, labels: Sequence[str]) -> str:

@@ -161,3 +161,21 @@ def test_a_grounded_completion_ends_with_its_instruction_line() -> None:
     text = " Does the drug work?\nAnswer: yes, and then the model rambles"
     assert text[: grounded_watch(text, 20)] == " Does the drug work?\n"
     assert grounded_watch("\n\n", 2) is None and grounded_watch("", 0) is None
+
+
+def test_label_bias_is_fitted_on_a_capped_set_balanced_across_labels() -> None:
+    from engine.stages.label_answers import calibration_set, label_types
+    from engine.store.records import Seed
+
+    answers = ["yes"] * 60 + ["no"] * 25 + ["maybe"] * 5
+    pool = [Seed(i, 1, f"q{i}", "abstract", a, "yes_no_qa") for i, a in enumerate(answers)]
+    pool += [Seed(100 + i, 1, f"s{i}", "text", "a long free answer", "summarization") for i in range(10)]
+    labels = label_types(pool)["yes_no_qa"]
+    assert labels == ["maybe", "no", "yes"] and "summarization" not in label_types(pool)
+    picked = calibration_set(pool, "yes_no_qa", labels, 24, seed=3)
+    by_label = {a: sum(s.output == a for s in picked) for a in labels}
+    assert len(picked) == 24 and by_label == {"maybe": 5, "no": 10, "yes": 9}  # the rare label is all in
+    assert picked == calibration_set(pool, "yes_no_qa", labels, 24, seed=3)  # fixed for a resume
+    assert picked != calibration_set(pool, "yes_no_qa", labels, 24, seed=4)
+    assert len(calibration_set(pool, "yes_no_qa", labels, 0, seed=3)) == 90  # 0: every seed of the type
+    assert {s.task_type for s in calibration_set(pool, "yes_no_qa", labels, 500, seed=3)} == {"yes_no_qa"}

@@ -20,6 +20,7 @@ from tests.helpers import ROOT, dump, run_engine
 
 pytestmark = pytest.mark.slow
 SMALL = {"seed": 5, "max_tokens": 160, "response_max_tokens": 48, "passages": 2, "demos": 2, "max_prompts": 12}
+SMALL["calibration_seeds"] = 6  # the label bias on 6 seeds: enough to exercise it, quick
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,8 @@ def test_cli_generate_on_the_embedded_default(home: Path) -> None:
         "48",
         "--max-prompts",
         "10",
+        "--calibration-seeds",
+        "6",
         env=env,
         timeout=600,
     )

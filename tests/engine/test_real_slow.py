@@ -97,7 +97,18 @@ def _round_two(exe: str) -> None:
     """Iterative self-specialization on the demo: the expert answers the same tasks again, a second
     adapter trains on them, and one evaluation shows base, round 1 and round 2."""
     run = lambda *a: subprocess.run([exe, *a], capture_output=True, text=True, env=real_env(), timeout=900)  # noqa: E731
-    r = run("generate", "--project", "demo", "--new", "--tasks-from", "1", "--respond-with", "demo-expert:q8_0")
+    r = run(
+        "generate",
+        "--project",
+        "demo",
+        "--new",
+        "--tasks-from",
+        "1",
+        "--respond-with",
+        "demo-expert:q8_0",
+        "--calibration-seeds",
+        "6",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert (
         "took the 6 kept tasks of generation 1" in r.stderr and "answering with the expert demo-expert:q8_0" in r.stderr
@@ -137,7 +148,7 @@ def test_cli_walkthrough(home: Path, tmp_path: Path) -> None:
     assert "fin" in listed.stdout and "finance" in listed.stdout
     seeds_file = ROOT / "seeds" / "finance.jsonl"
     imported = run("seeds", "import", str(seeds_file), "--project", "fin")
-    assert imported.returncode == 0 and "added: 66" in imported.stdout
+    assert imported.returncode == 0 and "added: 158" in imported.stdout
     assert "numeric_reasoning" in run("seeds", "list", "--project", "fin", "--task-type", "numeric_reasoning").stdout
     assert run("project", "delete", "fin").returncode == 2
     assert run("project", "delete", "fin", "--yes").returncode == 0
