@@ -140,12 +140,21 @@ def main() -> None:
                 + ["--json", str(ceiling_json)],
             ),
         ]
+    # stages finished by an earlier run on this home are not run again (a rerun resumes the bench)
+    done_file = out / "stages.json"
+    done: dict[str, dict[str, object]] = json.loads(done_file.read_text()) if done_file.exists() else {}
     timings: dict[str, float] = {}
     outputs: dict[str, str] = {}
     for name, args in stages:
-        seconds, out = run(home, *args)
-        timings[name], outputs[name] = seconds, out
-        print(f"{name:<16} {seconds:8.1f} s", flush=True)
+        if name in done:
+            seconds, text = float(done[name]["seconds"]), str(done[name]["output"])  # type: ignore[arg-type]
+            print(f"{name:<16} {seconds:8.1f} s (an earlier run)", flush=True)
+        else:
+            seconds, text = run(home, *args)
+            done[name] = {"seconds": round(seconds, 1), "output": text}
+            done_file.write_text(json.dumps(done, indent=1))
+            print(f"{name:<16} {seconds:8.1f} s", flush=True)
+        timings[name], outputs[name] = seconds, text
     print(f"{'total':<16} {sum(timings.values()):8.1f} s   load at end: {os.getloadavg()[0]:.2f}\n")
     print("expert vs base:\n" + outputs["evaluate"])
     if not a.no_ceiling:

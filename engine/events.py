@@ -27,9 +27,9 @@ def json_sink(stream: TextIO | None = None) -> Sink:
     return emit
 
 
-def _fmt_eta(seconds: float | None) -> str:
+def eta_text(seconds: float | None) -> str:
     if seconds is None:
-        return "?"
+        return "measuring"
     seconds = int(seconds)
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
@@ -38,14 +38,26 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{seconds}s"
 
 
+def rate_text(per_s: float | None, unit: str = "") -> str:
+    """A rate in the time unit that reads best: `3.2 steps/s`, `1.5 tasks kept/min`, `4.0 /h`."""
+    unit = f" {unit}" if unit else ""
+    if not per_s or per_s <= 0:
+        return "rate: measuring"
+    if per_s >= 1:
+        return f"{per_s:.1f}{unit}/s"
+    if per_s * 60 >= 1:
+        return f"{per_s * 60:.1f}{unit}/min"
+    return f"{per_s * 3600:.1f}{unit}/h"
+
+
 def describe_progress(event: ev.Progress) -> str:
     """One line: done/total, rate, ETA and the stage's own figures."""
     done, total, unit, x = event.done, event.total, event.unit, event.extra
     parts = [f"{done}/{total} {unit}" if total else f"{done} {unit}"]
-    if event.rate:
-        parts.append(f"{event.rate:.1f} {unit}/s")
+    if total or event.rate:
+        parts.append(rate_text(event.rate, unit))
     if total:
-        parts.append(f"ETA {_fmt_eta(event.eta_s)}")
+        parts.append(f"ETA {eta_text(event.eta_s)}")
     if x.get("loss") is not None:
         parts.append(f"loss {x['loss']:.4f}")
     if x.get("val_loss") is not None:

@@ -168,6 +168,7 @@ def _execute(
         if record:
             run_id = runs.start(db, project.id if project else None, stage, config or {})
             ctx.run_id = run_id
+            ctx.emit = _recording_progress(emit, db, run_id)
         emit(ev.Started(stage, run_id, os.getpid(), project_name))
         summary = body(ctx) or {}
         partial = bool(summary.get("problems"))
@@ -205,6 +206,30 @@ def _execute(
         _end_quietly(db, run_id, f"{type(exc).__name__}: {exc}")
         emit(ev.Failed(f"internal error {type(exc).__name__}: {exc} (details in {where})", stage, run_id, "internal"))
         return EXIT_BUG
+
+
+PROGRESS_EVERY_S = 2.0
+"""how often a running stage's latest progress is written to its run row (for other processes)"""
+
+
+def _recording_progress(emit: Sink, db: Any, run_id: int) -> Sink:
+    """The stage's sink, also keeping the run row's `counts` at the latest progress (at most every
+    PROGRESS_EVERY_S), so a TUI started later, or another one, can show how far the run is."""
+    last = [0.0]
+
+    def sink(event: ev.Event) -> None:
+        emit(event)
+        if not isinstance(event, ev.Progress) or time.monotonic() - last[0] < PROGRESS_EVERY_S:
+            return
+        last[0] = time.monotonic()
+        live = {"stage": event.stage, "done": event.done, "total": event.total, "unit": event.unit}
+        live |= {"rate": event.rate, "eta_s": event.eta_s, "elapsed_s": round(event.elapsed_s, 1)}
+        try:
+            runs.update_counts(db, run_id, {"progress": live})
+        except Exception:  # a busy or failing store must not stop the work; the end is recorded anyway
+            log.debug("could not record progress of run %s", run_id, exc_info=True)
+
+    return sink
 
 
 def _end_quietly(db: Any, run_id: int | None, error: str, status: str = "failed") -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
-from textual.app import App
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
 
 from engine.errors import UserError
 from engine.store import open_store, projects
 from selfspec_tui.errors import HANDLED, user_message
+from selfspec_tui.jobs import Jobs
 from selfspec_tui.screens.project import ProjectScreen
 from selfspec_tui.screens.projects import ProjectsScreen
 
@@ -17,11 +21,61 @@ class SelfSpecApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "selfspec-tui"
     SUB_TITLE = "carve a domain expert out of a local LLM"
+    BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
+        Binding("ctrl+t", "jobs", "Jobs", priority=True),
+        Binding("question_mark,f1", "help", "Keys"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
 
     def __init__(self, project: str | None = None) -> None:
         super().__init__()
         self.db = open_store()
         self.start_project = project
+        self.jobs = Jobs(self.run_worker, self.notify)
+        self.jobs.changed.append(self._show_jobs)
+        self._quit_armed = False
+
+    def _show_jobs(self) -> None:
+        self.sub_title = self.jobs.summary() or self.SUB_TITLE
+
+    def action_jobs(self) -> None:
+        from selfspec_tui.screens.jobs import JobsScreen
+
+        if not isinstance(self.screen, JobsScreen):
+            self.push_screen(JobsScreen())
+
+    def action_help(self) -> None:
+        from selfspec_tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    async def action_quit(self) -> None:
+        """Quitting with jobs running asks once; the second ctrl+q cancels them (their work is kept)."""
+        live = self.jobs.running()
+        if live and not self._quit_armed:
+            self._quit_armed = True
+            self.notify(
+                f"{len(live)} job(s) running: ctrl+q again cancels them (finished work is kept) and quits",
+                severity="warning",
+                timeout=8,
+            )
+            return
+        self.jobs.cancel_all()
+        self.exit()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The command palette holds the screen's own actions beside the app's."""
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for key, active in screen.active_bindings.items():
+            b = active.binding
+            if b.action in seen or not active.enabled or b.action in ("quit", "command_palette"):
+                continue
+            seen.add(b.action)
+            node = active.node
+            title = b.description or b.action.replace("_", " ")
+            yield SystemCommand(title, f"key {key}", _runner(node, b.action))
 
     def on_mount(self) -> None:
         self.push_screen(ProjectsScreen())
@@ -51,3 +105,10 @@ class SelfSpecApp(App[None]):
             self.notify(str(exc), severity="error")
             return
         self.push_screen(ProjectScreen(name))
+
+
+def _runner(node: Any, action: str) -> Any:
+    async def run() -> None:
+        await node.run_action(action)
+
+    return run

@@ -176,7 +176,7 @@ def _train(ctx: Context, adapter: Adapter) -> dict[str, Any]:
             if out is not None:
                 _record(ctx, adapter, run, out, None)
             saved = run.save_checkpoint(checkpoints, cfg.keep_checkpoints)
-            ctx.log(f"stopped; checkpoint {saved.name} written: run `train` again to resume")
+            ctx.log(f"stopped; checkpoint {saved.name} written: training again resumes from it")
             raise Interrupted()
         step_val = None
         if run.epoch_just_ended() or run.done():

@@ -1,23 +1,26 @@
-"""What every stage screen shares: the settings form, the engine child, progress, cancel and the
-outcome notices. A stage screen says which command it runs and keeps only its own live view.
+"""What every stage screen shares: the settings form, the run, progress, cancel and the outcome
+notices. A stage screen says which command it runs and keeps only its own live view.
+
+The run is a job of the app (selfspec_tui.jobs): leaving the screen leaves it running, and coming
+back attaches to it again, with the events it missed replayed.
 
 Keys: ctrl+r runs or resumes, ctrl+n starts a new one, ctrl+x cancels (the work done is kept and
-the same key resumes it), escape leaves the form or the screen.
+the same key resumes it), escape leaves the form or the screen (a run goes on in the background).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import on
 from textual.binding import Binding
 from textual.widgets import Input
 
 from engine.spec import events as ev
 from engine.spec.commands import stage
 from engine.spec.stage import Command
-from selfspec_tui.engine_client import EngineRun
 from selfspec_tui.forms import form_args
+from selfspec_tui.jobs import Job, Jobs
 from selfspec_tui.messages import EngineEvent, RunEnded
 from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.widgets.run_progress import RunProgress
@@ -46,7 +49,16 @@ class RunScreen(AppScreen):
     def __init__(self, name: str) -> None:
         super().__init__()
         self.project_name = name
-        self._run: EngineRun | None = None
+        self._job: Job | None = None
+
+    @property
+    def jobs(self) -> Jobs:
+        jobs: Jobs = getattr(self.app, "jobs")  # noqa: B009 (screens run inside SelfSpecApp)
+        return jobs
+
+    @property
+    def job_key(self) -> str:
+        return self.COMMAND
 
     @property
     def command(self) -> Command:
@@ -54,7 +66,7 @@ class RunScreen(AppScreen):
 
     @property
     def running(self) -> bool:
-        return self._run is not None
+        return self._job is not None and self._job.running
 
     def form(self) -> StageForm:
         return self.query_one(StageForm)
@@ -91,17 +103,32 @@ class RunScreen(AppScreen):
             self.notify(f"{self.NOUN} is running: ctrl+x cancels it first", severity="warning")
             return
         self.query_one(RunProgress).begin(label)
-        self._run = EngineRun(*args)
-        self._drive(self._run, args, label)
+        self._follow(self.jobs.start(self.project_name, self.job_key, args, label))
 
-    @work(exclusive=True, group="stage-run")
-    async def _drive(self, run: EngineRun, args: list[str], label: str) -> None:
-        try:
-            outcome = await run.run(self._post_event)
-        finally:
-            if self._run is run:
-                self._run = None
-        self.post_message(RunEnded(outcome, args, label))
+    def on_mount(self) -> None:
+        """Coming back to a stage whose run goes on: attach to it and replay what was missed."""
+        job = self.jobs.active(self.project_name, self.job_key)
+        if job is not None:
+            self.query_one(RunProgress).begin(job.label)
+            for event in job.events:
+                self._post_event(event)
+            self._follow(job)
+
+    def on_unmount(self) -> None:
+        if self._job is not None and self._listen in self._job.listeners:
+            self._job.listeners.remove(self._listen)
+
+    def _follow(self, job: Job) -> None:
+        self._job = job
+        job.listeners.append(self._listen)
+
+    def _listen(self, job: Job, event: ev.Event | None) -> None:
+        if event is not None:
+            self._post_event(event)
+            return
+        job.listeners.remove(self._listen)
+        assert job.outcome is not None
+        self.post_message(RunEnded(job.outcome, job.args, job.label))
 
     def _post_event(self, event: ev.Event) -> None:
         self.post_message(EngineEvent(event))
@@ -124,14 +151,13 @@ class RunScreen(AppScreen):
         self.after_run()
 
     def action_cancel(self) -> None:
-        if self._run is not None:
-            self._run.cancel()
+        if self._job is not None and self.jobs.cancel(self._job):
             self.notify(self.CANCEL_NOTE)
 
     def action_back(self) -> None:
         if isinstance(self.focused, Input) and self.LEAVE_FOCUS:
             self.query_one(self.LEAVE_FOCUS).focus()
-        elif self.running:
-            self.notify(f"{self.NOUN} is running: ctrl+x cancels it first (its work is kept)", severity="warning")
-        else:
-            self.app.pop_screen()
+            return
+        if self.running:
+            self.notify(f"the {self.LABEL} goes on in the background: ctrl+t lists jobs", timeout=6)
+        self.app.pop_screen()

@@ -216,14 +216,17 @@ def test_eval_cli_table_json_and_kill_9_resume(db, tmp_path) -> None:
     proc.wait(30)
     [ev] = evals.list_for(db, p)
     partial = len(evals.scores(db, ev.id))
-    assert 8 <= partial < 2 * (16 + 2 + 16) and ev.status == "running"
+    assert 8 <= partial < 2 * (16 + 2 + 16 + 2 * 3) and ev.status == "running"
     out_json = tmp_path / "out" / "eval.json"
     r = run_engine(*args, "--json", str(out_json), timeout=600)
     assert r.returncode == 0, r.stderr
     assert f"resuming evaluation {ev.id}" in r.stderr
     stored = evals.scores(db, ev.id)
     # default models: the base and the current expert; every item scored exactly once per model
-    assert len(stored) == 2 * (16 + 2 + 16) == len({(s.dataset, s.model, s.item_key) for s in stored})
+    # plus the 3 content-free inputs of each classification set (pubmedqa, off-domain) per model
+    cf = [s for s in stored if "content-free" in s.dataset]
+    assert len(cf) == 2 * 2 * 3 and {s.item_key for s in cf} == {"cf-0", "cf-1", "cf-2"}
+    assert len(stored) == 2 * (16 + 2 + 16) + len(cf) == len({(s.dataset, s.model, s.item_key) for s in stored})
     assert "pubmedqa" in r.stdout and "twin:q8_0 − base" in r.stdout and "general (off-domain)" in r.stdout
     assert "majority" in r.stdout and "rouge_l" in r.stdout and "macro_f1" in r.stdout
     results = json.loads(out_json.read_text())

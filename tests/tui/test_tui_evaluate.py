@@ -37,14 +37,14 @@ async def test_run_cancel_resume_and_read_the_results(db) -> None:
             pilot, lambda: bool(evals.list_for(db, p)) and len(evals.scores(db, evals.list_for(db, p)[0].id)) >= 3, 120
         )
         await pilot.press("ctrl+x")
-        await wait_for(pilot, lambda: screen._run is None, 60)
+        await wait_for(pilot, lambda: not screen.running, 60)
         [ev] = evals.list_for(db, p)
         assert evals.get(db, ev.id).status == "interrupted"
         assert any("cancelled" in n for n in notes(app))
         assert "interrupted" in str(screen.query_one("#eval-summary").render())
         screen.query_one("#limit", Input).value = "6"  # other settings: a new evaluation, not the cancelled one
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: screen._run is None and len(evals.list_for(db, p)) == 2, 300)
+        await wait_for(pilot, lambda: not screen.running and len(evals.list_for(db, p)) == 2, 300)
         done = evals.list_for(db, p)[-1]
         stored = evals.scores(db, done.id)
         assert done.status == "done" and sum("content-free" not in s.dataset for s in stored) == 2 * 6

@@ -9,6 +9,8 @@ from textual.widgets import DataTable, Input, RichLog, Static, Switch
 from engine.store import generation, projects
 from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.generate import GenerateScreen, engine_args, values_from_config
+from selfspec_tui.screens.jobs import JobsScreen
+from selfspec_tui.screens.project import ProjectScreen
 from tests.helpers import make_project, notes, wait_for
 
 
@@ -55,8 +57,18 @@ async def test_generate_run_cancel_resume(db, monkeypatch) -> None:
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: "prompts" in str(screen.query_one("#counters", Static).render()))
         screen.query_one("#target", Input).focus()
-        await pilot.press("escape", "escape")  # the first leaves the field; the second is refused while running
-        assert app.screen is screen
+        await pilot.press("escape", "escape")  # the first leaves the field; the second leaves the screen
+        assert isinstance(app.screen, ProjectScreen) and len(app.jobs.running()) == 1  # the run goes on
+        assert any("goes on in the background" in n for n in notes(app))
+        await wait_for(pilot, lambda: "jobs: generation · g" in app.sub_title)
+        await pilot.press("ctrl+t")  # the Jobs screen lists it with its progress
+        assert isinstance(app.screen, JobsScreen)
+        jobs_table = app.screen.query_one("#jobs", DataTable)
+        await wait_for(pilot, lambda: "running" in [str(c) for c in jobs_table.get_row_at(0)])
+        await pilot.press("escape", "g")  # back on the project, into Generate again: it attaches to the run
+        screen = app.screen
+        assert isinstance(screen, GenerateScreen) and screen.running
+        await wait_for(pilot, lambda: "prompts" in str(screen.query_one("#counters", Static).render()))
         screen.query_one("#seed", Input).focus()
         await pilot.press("ctrl+x")  # works from inside a form field too
         await wait_for(pilot, lambda: any("ctrl+r resumes" in n for n in notes(app)))
