@@ -191,7 +191,8 @@ def _train(ctx: Context, adapter: Adapter) -> dict[str, Any]:
         progress.extra = {
             "loss": round(out["loss"], 4),
             "lr": out["lr"],
-            "epoch": run.pos.epoch + (run.pos.step_in_epoch / max(1, run.per_epoch)),
+            "epoch": round(run.pos.step / max(1, run.per_epoch), 3),  # epochs done, from the step alone
+            "epochs": cfg.epochs,
             "tokens_per_s": round(tokens_here / elapsed, 1) if elapsed > 0 else None,
             "val_loss": round(val_loss, 4) if val_loss is not None else None,
             "step_loss": {"step": run.pos.step, "loss": out["loss"], "val_loss": step_val},

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual_plotext import PlotextPlot
 
 from engine.spec import events as ev
@@ -43,6 +43,7 @@ class TrainScreen(RunScreen):
         super().__init__(name)
         self.points: list[tuple[int, float]] = []
         self.val_points: list[tuple[int, float]] = []
+        self._listed_run = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -110,6 +111,9 @@ class TrainScreen(RunScreen):
             self.show_curve(int(event.row_key.value))
 
     def on_stage_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Progress) and not self._listed_run:
+            self._listed_run = True  # the run's adapter row exists now: show it (status running)
+            self.refresh_adapters()
         if isinstance(event, ev.Progress) and event.extra.get("step_loss"):
             x, point = event.extra, event.extra["step_loss"]
             self.points.append((int(point["step"]), float(point["loss"])))
@@ -117,13 +121,36 @@ class TrainScreen(RunScreen):
                 self.val_points.append((int(point["step"]), float(point["val_loss"])))
             self.draw("training")
             rate = x.get("tokens_per_s")
+            done_epochs = float(x.get("epoch", 0))
+            epochs = int(x.get("epochs") or 0)
+            current = min(int(done_epochs) + 1, epochs) if epochs else int(done_epochs) + 1
+            epoch = f"epoch {current}/{epochs} ({done_epochs:.2f} done)" if epochs else f"epoch {current}"
             self.query_one("#train-numbers", Static).update(
-                f"step {event.done}/{event.total}   epoch {float(x.get('epoch', 0)):.2f}\n"
+                f"step {event.done}/{event.total}   {epoch}\n"
                 f"loss {x.get('loss', 0):.4f}   val {_fmt(x.get('val_loss'))}\n"
                 f"lr {x.get('lr', 0):.2e}   {rate or 0:.0f} tok/s   ETA {_eta(event.eta_s)}"
             )
         elif isinstance(event, ev.Log):
             self.query_one("#train-numbers", Static).update(event.message[:300])
+
+    def action_start(self, new: bool) -> None:
+        """ctrl+n with the name field blank asks for the new adapter's name first."""
+        if new and not self.running and not str(self.form().values().get("name") or "").strip():
+            from selfspec_tui.screens.modals import AskModal
+
+            def named(name: str | None) -> None:
+                if name is None:
+                    return
+                if name:
+                    self.query_one("#name", Input).value = name
+                super(TrainScreen, self).action_start(True)
+
+            taken = {a.name for a in adapters.list_for(self.db, projects.get(self.db, self.project_name))}
+            suggested = next(f"expert-{i}" for i in range(1, len(taken) + 2) if f"expert-{i}" not in taken)
+            ask = AskModal("Name of the new adapter", "letters, digits, - _ .", suggested)
+            self.app.push_screen(ask, named)
+            return
+        super().action_start(new)
 
     def command_args(self, new: bool) -> list[str]:
         values = self.form().values()
@@ -181,6 +208,7 @@ class TrainScreen(RunScreen):
         )
 
     def after_run(self) -> None:
+        self._listed_run = False
         self.refresh_adapters()
 
 

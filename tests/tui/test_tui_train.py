@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from textual.widgets import DataTable, Input
 
 from engine.store import adapters, projects, review
 from engine.store.review import Filter
 from selfspec_tui.app import SelfSpecApp
+from selfspec_tui.screens.modals import AskModal
 from selfspec_tui.screens.train import TrainScreen, engine_args
 from tests.helpers import fill, notes, wait_for
 
@@ -55,10 +58,15 @@ async def test_train_cancel_resume_and_make_current(db, tiny_folder) -> None:  #
         )
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: len(screen.points) >= 3, 120)
+        shown = str(screen.query_one("#train-numbers").render())
+        step, epoch, done = re.search(r"step (\d+)/400   epoch (\d+)/40 \(([\d.]+) done\)", shown).groups()  # type: ignore[union-attr]
+        assert int(epoch) == int(float(done)) + 1 and abs(float(done) - int(step) / 10) < 0.2  # 10 steps an epoch
         await pilot.press("ctrl+x")
         await wait_for(pilot, lambda: any("training cancelled" in n for n in notes(app)), 60)
         slow = adapters.by_name(db, projects.get(db, "tp"), "slow")
         assert slow.status == "interrupted"
+        table = screen.query_one("#adapters", DataTable)
+        assert [str(c) for c in table.get_row_at(0)][:2] == ["slow", "interrupted"]  # listed, as the CLI does
         done_before = len(adapters.steps(db, slow.id))
         assert done_before >= 3
         # resume with max steps lowered (run control may change): finishes from the checkpoint
@@ -70,8 +78,12 @@ async def test_train_cancel_resume_and_make_current(db, tiny_folder) -> None:  #
         assert [p[0] for p in screen.points] == list(range(1, done_before + 5))
         assert "step" in str(screen.query_one("#train-numbers").render())
         # a second adapter, then make the first one current again
-        _fill_form(screen, name="quick", epochs="1", batch_size="4", micro_batch="2", max_steps="0")
-        await pilot.press("ctrl+n")
+        _fill_form(screen, name="", epochs="1", batch_size="4", micro_batch="2", max_steps="0")
+        await pilot.press("ctrl+n")  # no name in the form: it is asked for, with a free one suggested
+        await wait_for(pilot, lambda: isinstance(app.screen, AskModal))
+        assert app.screen.query_one("#answer", Input).value == "expert-1"
+        app.screen.query_one("#answer", Input).value = "quick"
+        await pilot.press("enter")
         await wait_for(pilot, lambda: any("adapter quick:" in n for n in notes(app)), 120)
         table = screen.query_one("#adapters", DataTable)
         assert table.row_count == 2
