@@ -28,6 +28,8 @@ from engine.store.records import Seed
 MIN_SEEDS = 6
 """a task type needs this many labelled seeds to be answered by label"""
 MAX_LABELS = 6
+CALIBRATION_CALL = 6
+"""seed prompts scored per call while fitting the label bias"""
 MAX_LABEL_WORDS = 3
 
 
@@ -70,11 +72,20 @@ class LabelAnswers:
         if not missing:
             return
         run = self.run
-        for kind in missing:
+        sets = {
+            kind: calibration_set(run.seeds, kind, self.types[kind], run.config.calibration_seeds, run.config.seed)
+            for kind in missing
+        }
+        progress = run.ctx.progress("label bias", sum(len(m) for m in sets.values()), "seeds scored")
+        for kind, members in sets.items():
             labels = self.types[kind]
-            members = calibration_set(run.seeds, kind, labels, run.config.calibration_seeds, run.config.seed)
             prompts = [self._seed_prompt(s, kind) for s in members]
-            found = self.score(prompts, [labels] * len(prompts))  # type: ignore[misc]
+            found: list[list[float]] = []
+            for at in range(0, len(prompts), CALIBRATION_CALL):  # a call at a time: progress and cancel
+                run.ctx.check_stop()
+                part = prompts[at : at + CALIBRATION_CALL]
+                found += self.score(part, [labels] * len(part))  # type: ignore[misc]
+                progress.advance(len(part))
             gold = [_spelled(s.output, labels) for s in members]
             lps = [dict(zip(labels, row)) for row in found]
             self.bias[kind] = {k: round(v, 3) for k, v in calibration.fit_bias(lps, gold, labels).items()}

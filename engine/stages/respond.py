@@ -37,11 +37,11 @@ def respond(run: Any) -> None:
     sampling = Sampling(cfg.respond.temperature, cfg.respond.top_p, cfg.respond.max_tokens, RESPONSE_STOP)
     done = len(ordered) - len(todo_ids)
     run.tally.responses = store.count_examples(ctx.db, gen.id)
-    progress = ctx.progress("respond", len(ordered), "responses", done=done)
     grader = judge_.Grader(run) if cfg.judge and todo_ids else None
     labeler = LabelAnswers(run) if cfg.label_answers and todo_ids else None
     if labeler is not None:
         labeler.calibrate()
+    progress = ctx.progress("respond", len(ordered), "responses", done=done)
     size = cfg.demo_block if cfg.demo_block > 1 else run.generator.batch_size  # one call per block
     for start in range(0, len(ordered), size):
         batch = [c for c in ordered[start : start + size] if c.id in todo_ids]

@@ -110,6 +110,7 @@ class GenerateScreen(RunScreen):
     def launch(self, args: list[str], label: str) -> None:
         if not self.running:
             self.query_one("#items", RichLog).clear()
+            self.query_one("#reasons", DataTable).clear()
             self.query_one("#counters", Static).update("starting ...")  # not the last run's figures
         super().launch(args, label)
 

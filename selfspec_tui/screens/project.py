@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
@@ -32,6 +34,7 @@ class ProjectScreen(TableKeys, AppScreen):
         yield Header()
         yield Static("", id="overview", classes="screen-title")
         yield Static("", id="counts")
+        yield Static("", id="state", classes="hint")
         yield Static("Recent runs", classes="section")
         yield DataTable(id="runs", cursor_type="row")
         yield Footer()
@@ -53,6 +56,7 @@ class ProjectScreen(TableKeys, AppScreen):
             f"    chunks: {s['chunks']} ({s['embedded']} embedded)"
             f"    examples: {s['examples']} ({s['approved']} approved, {s['pending']} to review)"
         )
+        self.query_one("#state", Static).update(state_text(db, p))
         runs.reap_dead(db)
         table = self.query_one("#runs", DataTable)
         table.clear()
@@ -96,3 +100,29 @@ class ProjectScreen(TableKeys, AppScreen):
         from selfspec_tui.screens.evaluate import EvaluateScreen
 
         self.app.push_screen(EvaluateScreen(self.project_name))
+
+
+def state_text(db: Any, project: Any) -> str:
+    """Where the project stands past its data: the current expert, its exports, the last evaluation."""
+    from engine.eval_report import headline_text
+    from engine.store import adapters, evals
+
+    expert = adapters.current(db, project) or next(iter(adapters.list_for(db, project)[-1:]), None)
+    if expert is None:
+        return "expert: none trained yet (t: Train)"
+    loss = expert.metrics.get("final_loss")
+    trained_on = f"{expert.examples} examples" + (
+        ", unreviewed ones included" if expert.config.get("train", {}).get("include_pending") else ""
+    )
+    parts = [
+        f"expert: {expert.name} ({expert.status}, {trained_on}"
+        + (f", loss {loss:.3f})" if isinstance(loss, int | float) else ")")
+    ]
+    done = [e for e in adapters.exports_for(db, expert) if e.status == "done"]
+    if done:
+        quants = sorted(k for k in done[-1].files if k not in ("merged", "modelfile") and not k.startswith("adapter"))
+        parts.append("export: " + (", ".join(quants) if quants else "done"))
+    finished = [e for e in evals.list_for(db, project) if e.status == "done"]
+    if finished:
+        parts.append(f"evaluation {finished[-1].id}: {headline_text(finished[-1].results)}")
+    return "    ".join(parts)

@@ -94,6 +94,10 @@ async def test_train_cancel_resume_and_make_current(db, tiny_folder) -> None:  #
         assert adapters.current(db, projects.get(db, "tp")).name == "quick"
         await pilot.press("enter")  # selecting a row draws its stored curve
         assert len(screen.points) == len(adapters.steps(db, adapters.by_name(db, projects.get(db, "tp"), "quick").id))
+        await pilot.press("escape")  # the project page says which expert is current and how it was trained
+        await pilot.pause()
+        state = str(app.screen.query_one("#state").render())
+        assert state.startswith("expert: quick (done, 20 examples, loss ") and "export" not in state
 
 
 async def test_errors_arrive_as_notices(db, tiny_folder) -> None:  # noqa: F811
