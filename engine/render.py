@@ -31,6 +31,15 @@ def hits(found: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def number(value: Any) -> Any:
+    """A float as a person reads it: 4 significant digits (a loss, a rate), integers unchanged."""
+    if not isinstance(value, float) or value != value or abs(value) == float("inf"):
+        return value
+    if abs(value) >= 1000:
+        return round(value, 1)
+    return float(f"{value:.4g}") if abs(value) >= 1e-4 or value == 0 else f"{value:.2e}"
+
+
 def summary(data: dict[str, Any]) -> str:
     lines = []
     for key, value in data.items():
@@ -38,9 +47,9 @@ def summary(data: dict[str, Any]) -> str:
             continue
         if isinstance(value, dict):
             lines.append(f"{key}:")
-            lines += [f"  {k}: {v}" for k, v in value.items()]
+            lines += [f"  {k}: {number(v)}" for k, v in value.items()]
         else:
-            lines.append(f"{key}: {value}")
+            lines.append(f"{key}: {number(value)}")
     problems = data.get("problems") or []
     if problems:
         lines.append(f"skipped ({len(problems)}):")

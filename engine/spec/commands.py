@@ -305,6 +305,7 @@ COMMANDS: tuple[Command, ...] = (
             opt("--model", action="append", help="base, EXPERT, EXPERT:QUANT or base+EXPERT (twice: side by side)"),
             opt("--system", help="system message"),
             opt("--conversation", type=int, help="reopen a stored conversation"),
+            opt("-q", "--question", help="ask this one question, print the reply (or replies) and exit"),
             opt("--list", action="store_true", help="list the models and the stored conversations"),
             opt("--serve", action="store_true", help="JSON requests on stdin (used by the TUI)"),
         ),

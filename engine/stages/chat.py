@@ -263,8 +263,18 @@ def serve(ctx: Context) -> None:
         talker.close()
 
 
-def repl(ctx: Context, specs: list[str], system: str, sampling: dict[str, Any], conversation: int | None) -> None:
-    """A plain terminal chat: type, read the streamed reply; Ctrl-C stops a reply, Ctrl-D or /exit leaves."""
+def repl(
+    ctx: Context,
+    specs: list[str],
+    system: str,
+    sampling: dict[str, Any],
+    conversation: int | None,
+    question: str | None = None,
+) -> None:
+    """A plain terminal chat: type, read the streamed reply; Ctrl-C stops a reply, Ctrl-D or /exit leaves.
+    With a question: that one turn, then exit (the conversation is stored like any other)."""
+    if question is not None and not question.strip():
+        raise UserError("--question: the question is empty")
     project = ctx.need_project()
     if conversation:
         conv = chats.get(ctx.db, conversation)
@@ -276,16 +286,22 @@ def repl(ctx: Context, specs: list[str], system: str, sampling: dict[str, Any], 
             resolve(ctx, project, spec)
         conv = chats.create(ctx.db, project, specs, system, "")
     talker = Talker(ctx, project)
-    print(
-        f"chatting with {', '.join(conv.models)} (conversation {conv.id}); Ctrl-C stops a reply, /exit leaves",
-        file=sys.stderr,
-    )
+    if question is None:
+        print(
+            f"chatting with {', '.join(conv.models)} (conversation {conv.id}); Ctrl-C stops a reply, /exit leaves",
+            file=sys.stderr,
+        )
     try:
         while True:
-            try:
-                text = input("you> ").strip()
-            except EOFError:
-                break
+            if question is not None:
+                if not question:
+                    break
+                text, question = question.strip(), ""  # one turn, then the loop ends
+            else:
+                try:
+                    text = input("you> ").strip()
+                except EOFError:
+                    break
             if text in ("/exit", "/quit"):
                 break
             if not text:

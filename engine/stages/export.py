@@ -131,6 +131,7 @@ def run_export(
     summary: dict[str, Any] = {"adapter": adapter.name, "folder": str(out)}
     for key, path in files.items():
         summary[key] = Path(path).name
+    summary["ollama"] = ollama_command(adapter.name, out / "Modelfile")
     for name in ("f16", *quants):
         if name in report:
             r = report[name]
@@ -147,3 +148,15 @@ def run_export(
                 f"the files are in {out} but should not be trusted"
             )
     return summary
+
+
+def ollama_command(name: str, modelfile_path: Path) -> str:
+    """The command that serves the export through Ollama (the Modelfile sits beside the GGUF file
+    it names); it says so when Ollama is not installed here."""
+    import shlex
+    import shutil
+
+    command = f"ollama create {shlex.quote(name)} -f {shlex.quote(str(modelfile_path))}"
+    if shutil.which("ollama") is None:
+        return f"{command}  (Ollama is not installed here)"
+    return command

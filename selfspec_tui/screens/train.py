@@ -199,9 +199,14 @@ class TrainScreen(RunScreen):
 
     def finished_note(self, args: list[str], summary: dict[str, Any]) -> str:
         if args[0] == "export":
-            parity = "; ".join(f"{k[7:]}: {v}" for k, v in summary.items() if k.startswith("parity_"))
-            self.query_one("#train-numbers", Static).update(f"exported {summary.get('adapter')}\n{parity}")
-            return f"exported {summary.get('adapter')} to {summary.get('folder')}. Parity {parity}"
+            parity = {k[7:]: str(v) for k, v in summary.items() if k.startswith("parity_")}
+            lines = "\n".join(f"{name}: {text}" for name, text in parity.items())
+            self.query_one("#train-numbers", Static).update(
+                f"exported {summary.get('adapter')} to\n{summary.get('folder')}\nparity (vs the merged model):\n{lines}"
+                f"\nOllama: {summary.get('ollama', '')}"
+            )
+            top1 = ", ".join(f"{name} {text.split('top-1 ')[-1].split(' ')[0]}" for name, text in parity.items())
+            return f"exported {summary.get('adapter')}: top-1 agreement {top1} (details beside the chart)"
         return (
             f"adapter {summary.get('adapter')}: {summary.get('steps')} steps, loss {_fmt(summary.get('final_loss'))}, "
             f"val {_fmt(summary.get('val_loss'))}"

@@ -1,0 +1,26 @@
+"""`chat -q`: one question to the real embedded default from the command line, stored like any chat."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.store import chats
+from tests.helpers import run_engine
+
+pytestmark = pytest.mark.slow
+
+
+def test_one_shot_question_prints_the_reply_and_stores_the_turn(db, project) -> None:
+    r = run_engine(
+        "chat", "--project", "test", "-q", "Name one organ of the body.", "--max-tokens", "12",
+        "--temperature", "0", timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("base> ") and len(r.stdout.strip()) > len("base>")
+    assert "tok/s" in r.stderr and "you>" not in r.stdout and "Traceback" not in r.stderr
+    [conv] = chats.list_for(db, project)
+    roles = [m.role for m in chats.messages(db, conv.id)]
+    assert roles == ["user", "assistant"] and conv.title.startswith("Name one organ")
+    empty = run_engine("chat", "--project", "test", "-q", "  ")
+    assert empty.returncode == 2 and "question is empty" in empty.stderr
+    assert len(chats.list_for(db, project)) == 1  # nothing stored for a refused question
