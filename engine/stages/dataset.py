@@ -29,15 +29,19 @@ user_turn = prompts.user_turn
 
 
 def to_record(e: Example, fmt: str, system: str = "") -> dict[str, Any]:
+    """One exported line; a reviewer's rating rides along as `rating` (always a column in Parquet)."""
+    rated = {"rating": e.rating} if e.rating is not None or fmt == "parquet" else {}
     if fmt in ("alpaca", "parquet"):
-        return {"instruction": e.instruction, "input": e.input, "output": e.output, "task_type": e.task_type}
+        return {"instruction": e.instruction, "input": e.input, "output": e.output, "task_type": e.task_type, **rated}
     prompt = user_turn(e.instruction, e.input)
     if fmt == "sharegpt":
         turns = [{"from": "system", "value": system}] if system else []
-        return {"conversations": [*turns, {"from": "human", "value": prompt}, {"from": "gpt", "value": e.output}]}
+        talk = [*turns, {"from": "human", "value": prompt}, {"from": "gpt", "value": e.output}]
+        return {"conversations": talk, **rated}
     if fmt == "openai":
         msgs = [{"role": "system", "content": system}] if system else []
-        return {"messages": [*msgs, {"role": "user", "content": prompt}, {"role": "assistant", "content": e.output}]}
+        talk = [*msgs, {"role": "user", "content": prompt}, {"role": "assistant", "content": e.output}]
+        return {"messages": talk, **rated}
     raise UserError(f"unknown dataset format {fmt!r} (one of: {', '.join(FORMATS)})")
 
 
@@ -62,8 +66,9 @@ def export(examples: Iterable[Example], fmt: str, out: Path, system: str = "") -
 
             rows = [to_record(e, fmt) for e in examples]
             count = len(rows)
-            columns = {k: [r[k] for r in rows] for k in ALPACA_FIELDS}
-            pq.write_table(pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()}), partial)
+            table = {k: pa.array([r[k] for r in rows], pa.string()) for k in ALPACA_FIELDS}
+            table["rating"] = pa.array([r["rating"] for r in rows], pa.int8())
+            pq.write_table(pa.table(table), partial)
         else:
             with partial.open("w", encoding="utf-8") as fh:
                 for e in examples:

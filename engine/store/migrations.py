@@ -393,3 +393,9 @@ def m008_locks_relative_paths(db: Database) -> None:
 def m009_grounded_prompts(db: Database) -> None:
     """The corpus chunk a grounded brainstorm prompt was built on (NULL for ungrounded prompts)."""
     _run(db, "ALTER TABLE gen_prompts ADD COLUMN passage_id INTEGER")
+
+
+@migrations(name="m010_example_ratings")
+def m010_example_ratings(db: Database) -> None:
+    """A reviewer's 1-5 rating of an example (NULL: not rated), beside accept/reject."""
+    _run(db, "ALTER TABLE examples ADD COLUMN rating INTEGER")

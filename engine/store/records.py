@@ -159,3 +159,4 @@ class Example:
     passages: list[dict[str, Any]]
     created_at: str
     version: int = 0
+    rating: int | None = None

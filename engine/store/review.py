@@ -30,6 +30,7 @@ SORTS = {
     "type": "e.task_type",
     "instruction": "e.instruction",
     "reason": "e.flag",
+    "rating": "coalesce(e.rating, 0)",
     "length": "e.chars",
     "run": "coalesce(e.generation_id, 0)",
 }
@@ -65,6 +66,7 @@ class RowView:
     chars: int
     generation_id: int | None
     version: int
+    rating: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,11 +152,27 @@ def row_views(db: Database, example_ids: list[int]) -> dict[int, RowView]:
         return {}
     marks = ", ".join("?" * len(example_ids))
     rows = db.execute(
-        f"SELECT id, status, task_type, substr(instruction, 1, {PREVIEW_CHARS}), flag, chars, generation_id, version"
-        f" FROM examples WHERE id IN ({marks})",
+        f"SELECT id, status, task_type, substr(instruction, 1, {PREVIEW_CHARS}), flag, chars, generation_id, version,"
+        f" rating FROM examples WHERE id IN ({marks})",
         example_ids,
     ).fetchall()
-    return {int(r[0]): RowView(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], int(r[7])) for r in rows}
+    return {int(r[0]): RowView(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], int(r[7]), r[8]) for r in rows}
+
+
+def set_rating(db: Database, project: Project, example_ids: list[int], rating: int | None) -> int:
+    """A reviewer's 1-5 rating (None clears it) on these examples of the project; returns how many.
+    A rating is a note beside the decision: it changes no status and is not undone by `undo`."""
+    if rating is not None and not 1 <= rating <= 5:
+        raise UserError(f"a rating is 1 to 5, not {rating}")
+    if not example_ids:
+        return 0
+    marks = ", ".join("?" * len(example_ids))
+    with write_txn(db):
+        cur = db.execute(
+            f"UPDATE examples SET rating = ?, updated_at = ? WHERE project_id = ? AND id IN ({marks})",
+            [rating, now(), project.id, *example_ids],
+        )
+    return int(cur.rowcount)
 
 
 def get(db: Database, example_id: int) -> Example:

@@ -27,18 +27,19 @@ from selfspec_tui.errors import user_message
 from selfspec_tui.screens import review_views as views
 from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
-from selfspec_tui.screens.modals import AskModal, ConfirmModal, ExportModal, PathModal, SeedModal
+from selfspec_tui.screens.modals import AskModal, ExportModal, PathModal, SeedModal
+from selfspec_tui.screens.review_marks import MarkActions
 from selfspec_tui.widgets.text_pane import TextPane
 from selfspec_tui.widgets.virtual_table import Cells, VirtualTable
 
 COLUMNS = views.COLUMNS
 STATUS_STYLE = views.STATUS_STYLE
-SORT_ORDER = [c.key for c in COLUMNS]
+SORT_ORDER = [c.key for c in COLUMNS if c.key != "mark"]
 POLL_S = 2.0
 DROPPED = "dropped"  # the status filter's read-only view of tasks the generation filters dropped
 
 
-class ReviewScreen(TableKeys, AppScreen):
+class ReviewScreen(TableKeys, MarkActions, AppScreen):
     BINDINGS = [
         Binding("a", "decide('accepted')", "Accept"),
         Binding("r", "decide('rejected')", "Reject"),
@@ -46,8 +47,10 @@ class ReviewScreen(TableKeys, AppScreen):
         Binding("e", "edit", "Edit"),
         Binding("u", "undo", "Undo"),
         Binding("f", "flag", "Flag"),
-        Binding("A", "bulk('accepted')", "Accept shown"),
-        Binding("R", "bulk('rejected')", "Reject shown"),
+        Binding("space", "mark", "Mark"),
+        Binding("t", "rate", "Rate 1-5"),
+        Binding("A", "bulk('accepted')", "Accept marked/shown"),
+        Binding("R", "bulk('rejected')", "Reject marked/shown"),
         Binding("x", "export", "Export"),
         Binding("i", "import", "Import"),
         Binding("slash", "search", "Search"),
@@ -76,6 +79,8 @@ class ReviewScreen(TableKeys, AppScreen):
         self._seen_version = 0
         self.dropped_mode = False
         self.dropped_total = 0
+        self.marked: set[int] = set()
+        """examples marked with space: the bulk keys and the rating act on these when there are any"""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -146,10 +151,11 @@ class ReviewScreen(TableKeys, AppScreen):
     def _load_rows(self, ids: list[int]) -> dict[int, Cells]:
         if self.dropped_mode:
             return {i: views.dropped_cells(c) for i, c in dropped.get_many(self.db, ids).items()}
-        return {i: views.example_cells(v) for i, v in review.row_views(self.db, ids).items()}
+        return {i: views.example_cells(v, i in self.marked) for i, v in review.row_views(self.db, ids).items()}
 
     def _show_counts(self) -> None:
         line = views.counts_line(self.counts, self.dropped_total, len(self.status_of))
+        line += f"    │ marked {len(self.marked):,} (space)" if self.marked else ""
         self.query_one("#review-counts", Static).update(line)
         f = self.current_filter()
         what = ", ".join(f"{k}: {v}" for k, v in vars(f).items() if v not in ("", None, False, ()))
@@ -214,6 +220,8 @@ class ReviewScreen(TableKeys, AppScreen):
         self._show_detail()
 
     def on_virtual_table_header_clicked(self, event: VirtualTable.HeaderClicked) -> None:
+        if event.column.key not in SORT_ORDER:
+            return
         if event.column.key == self.sort:
             self.descending = not self.descending
         else:
@@ -328,28 +336,6 @@ class ReviewScreen(TableKeys, AppScreen):
         if done.conflicts:
             msg += f"; {len(done.conflicts)} changed elsewhere since, left alone"
         self.notify(msg, severity="warning" if done.conflicts else "information")
-
-    def action_bulk(self, status: str) -> None:
-        if self._read_only():
-            return
-        keys = list(self.query_one(VirtualTable).keys)
-        if not keys:
-            return
-        verb = "Accept" if status == "accepted" else "Reject"
-
-        def confirmed(yes: bool | None) -> None:
-            if not yes:
-                return
-            done = self._guard(
-                verb.lower(),
-                lambda: review.set_status(self.db, self.project, review.Filter(ids=tuple(keys)), status, self.session),
-            )
-            if done is not None:
-                self._apply(done.changed)
-                self._show_detail()
-                self.notify(f"{verb.lower()}ed {len(done.changed):,} example(s) (u undoes)")
-
-        self.app.push_screen(ConfirmModal(f"{verb} all {len(keys):,} shown examples?"), confirmed)
 
     def action_search(self) -> None:
         self.query_one("#f-search", Input).focus()

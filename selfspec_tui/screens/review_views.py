@@ -12,11 +12,13 @@ from engine.store.records import Candidate, Example
 from selfspec_tui.widgets.virtual_table import Cells, Column
 
 COLUMNS = [
+    Column("mark", "✓", 2),
     Column("id", "id", 7),
     Column("status", "status", 9),
     Column("type", "task type", 14),
     Column("instruction", "instruction", 0),
     Column("reason", "flag / reason", 22),
+    Column("rating", "★", 2),
     Column("length", "chars", 6),
     Column("run", "run", 4),
 ]
@@ -24,13 +26,15 @@ COLUMNS = [
 STATUS_STYLE = {"pending": "yellow", "accepted": "green", "rejected": "red", "edited": "cyan"}
 
 
-def example_cells(v: review.RowView) -> Cells:
+def example_cells(v: review.RowView, marked: bool = False) -> Cells:
     return [
+        ("✓" if marked else "", "bold"),
         (str(v.id), "dim"),
         (v.status, STATUS_STYLE.get(v.status, "")),
         (v.task_type, ""),
         (v.preview, ""),
         (v.flag, "magenta" if v.flag else ""),
+        (str(v.rating) if v.rating else "", "yellow"),
         (str(v.chars), "dim"),
         (str(v.generation_id) if v.generation_id else "imp", "dim"),
     ]
@@ -39,11 +43,13 @@ def example_cells(v: review.RowView) -> Cells:
 def dropped_cells(c: Candidate) -> Cells:
     reason = c.reason + (f": {c.detail}" if c.detail else "")
     return [
+        ("", ""),
         (f"c{c.id}", "dim"),
         ("dropped", "bright_black"),
         (c.task_type, ""),
         (c.instruction, "bright_black"),
         (reason, "magenta"),
+        ("", ""),
         (str(len(c.instruction) + len(c.input)), "dim"),
         (str(c.generation_id), "dim"),
     ]
@@ -67,6 +73,7 @@ def example_detail(db: Database, e: Example) -> str:
         + (f"  run {e.generation_id}" if e.generation_id else "  imported")
         + (f"  [magenta]flag: {escape(e.flag)}[/]" if e.flag else "")
         + (f"  [cyan]version {e.version} (original kept)[/]" if e.version else "")
+        + (f"  [yellow]rated {e.rating}/5[/]" if e.rating else "")
     )
     parts = [
         head,
@@ -85,9 +92,31 @@ def example_detail(db: Database, e: Example) -> str:
         parts.append("\n".join(lines))
     if e.version:
         first = review.versions(db, e.id)[0]
-        original = f"[b]Original (version 0)[/b]\n{escape(first.instruction)}"
-        parts.append(f"{original}\n[dim]{escape(first.output[:600])}[/dim]")
+        parts.append("[b]Changes from the original (version 0)[/b]\n" + edit_diff(first, e))
     return "\n\n".join(parts)
+
+
+def edit_diff(before: Any, after: Any) -> str:
+    """What an edit changed, field by field, word by word: [red]-removed[/] [green]+added[/]."""
+    import difflib
+
+    out = []
+    for name in ("instruction", "input", "output", "task_type"):
+        old, new = str(getattr(before, name)), str(getattr(after, name))
+        if old == new:
+            continue
+        a, b = old.split(), new.split()
+        pieces = []
+        for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+            if op == "equal":
+                pieces.append(escape(" ".join(a[i1:i2])))
+                continue
+            if i2 > i1:
+                pieces.append(f"[red strike]-{escape(' '.join(a[i1:i2]))}[/]")
+            if j2 > j1:
+                pieces.append(f"[green]+{escape(' '.join(b[j1:j2]))}[/]")
+        out.append(f"[i]{name}[/i]: " + " ".join(pieces))
+    return "\n".join(out) if out else "[dim](the text is the same; only the status changed)[/dim]"
 
 
 def export_args(project: str, opts: dict[str, Any]) -> list[str]:

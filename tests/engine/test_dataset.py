@@ -74,11 +74,13 @@ def test_parquet_loads_with_hugging_face_datasets(db, project, reviewed, tmp_pat
     out = tmp_path / "train.parquet"
     assert dataset.export(training_set(db, project), "parquet", out) == 11
     ds = datasets.load_dataset("parquet", data_files=str(out), split="train")
-    assert ds.num_rows == 11 and ds.column_names == ["instruction", "input", "output", "task_type"]
+    assert ds.num_rows == 11 and ds.column_names == ["instruction", "input", "output", "task_type", "rating"]
+    assert set(ds["rating"]) == {None}  # nobody rated these
     assert ds[-1]["output"] == "Fixed answer ✓ — naïve"
     jsonl = tmp_path / "train.jsonl"
     dataset.export(training_set(db, project), "alpaca", jsonl)
-    assert datasets.load_dataset("json", data_files=str(jsonl), split="train")[-1] == ds[-1]
+    unrated = {k: v for k, v in ds[-1].items() if k != "rating"}  # JSONL carries a rating only when there is one
+    assert datasets.load_dataset("json", data_files=str(jsonl), split="train")[-1] == unrated
 
 
 @pytest.mark.parametrize("fmt", dataset.FORMATS)

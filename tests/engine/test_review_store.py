@@ -141,6 +141,7 @@ def test_sort_by_every_column(db, project, sort, descending):
         "type": lambda e: e.task_type,
         "instruction": lambda e: e.instruction,
         "reason": lambda e: e.flag,
+        "rating": lambda e: e.rating or 0,
         "length": lambda e: len(e.instruction) + len(e.input) + len(e.output),
         "run": lambda e: e.generation_id or 0,
     }[sort]

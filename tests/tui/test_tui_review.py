@@ -78,7 +78,11 @@ async def test_edit_flag_and_undo_of_the_edit(db, project) -> None:
         await pilot.pause()
         e = review.get(db, ids[0])
         assert (e.status, e.version, e.output) == ("edited", 1, "A corrected, sourced answer.")
-        assert "version 1 (original kept)" in detail(screen) and "Original (version 0)" in detail(screen)
+        assert "version 1 (original kept)" in detail(screen) and "Changes from the original (version 0)" in detail(
+            screen
+        )
+        shown = detail(screen).split("Changes from the original (version 0)")[1]
+        assert f"output: -{' '.join(original.output.split())} +A corrected, sourced answer." in shown  # a word diff
         await pilot.press("e")
         app.screen.query_one("#output", TextArea).text = ""
         await pilot.press("ctrl+s")  # invalid: the dialog stays and says why
@@ -156,7 +160,7 @@ async def test_filters_search_status_keys_and_sorting(db, project) -> None:
         await pilot.press("S")
         assert screen.descending and table(screen).keys[-5:] == list(reversed(ids[:5]))
         widths = table(screen)._widths()
-        x = sum(w + 1 for w in widths[:5]) + 1  # inside the 6th header cell, "chars"
+        x = sum(w + 1 for w in widths[:7]) + 1  # inside the 8th header cell, "chars"
         await pilot.click(VirtualTable, offset=(x, 0))
         assert screen.sort == "length" and not screen.descending
         rows = review.row_views(db, table(screen).keys)
@@ -312,3 +316,42 @@ async def test_export_and_import_from_the_review_screen(db, project, tmp_path) -
 
 def _fields(e) -> dict[str, str]:
     return {"instruction": e.instruction, "input": e.input, "output": e.output, "task_type": e.task_type}
+
+
+async def test_marks_ratings_and_marked_bulk_actions(db, project, tmp_path) -> None:
+    ids = fill(db, project, 10, seed=5)
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        await pilot.press("space", "down", "space")  # mark the 1st and 3rd (space moves on)
+        assert screen.marked == {ids[0], ids[2]} and "marked 2 (space)" in str(
+            screen.query_one("#review-counts").render()
+        )
+        await pilot.press("t", "4", "enter")  # a rating for the marked ones
+        assert [review.get(db, i).rating for i in ids[:4]] == [4, None, 4, None]
+        assert "rated 2 example(s) 4/5" in notes(app)
+        await pilot.press("A")
+        assert "Accept 2 marked examples?" in str(app.screen.query_one("#question").render())
+        await pilot.press("y")
+        assert [review.get(db, i).status for i in ids[:4]] == ["accepted", "pending", "accepted", "pending"]
+        assert screen.marked == set()  # done with them
+        table(screen).cursor = 1
+        await pilot.press("t", "9", "enter")  # not a rating: refused, nothing stored
+        assert review.get(db, ids[1]).rating is None and any("a rating is 1 to 5" in n for n in notes(app))
+        await pilot.press("t", "2", "enter")  # no marks: the highlighted example
+        assert review.get(db, ids[1]).rating == 2 and "rated 2/5" in detail(screen)
+        await pilot.press("t", "enter")  # empty clears
+        assert review.get(db, ids[1]).rating is None
+    # the rating is exported with the example (and is a column in Parquet)
+    out = tmp_path / "rated.jsonl"
+    from tests.helpers import run_engine
+
+    r = run_engine("dataset", "export", "--project", "test", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [row.get("rating") for row in rows] == [4, 4]
+    pq = tmp_path / "rated.parquet"
+    assert run_engine("dataset", "export", "--project", "test", "--format", "parquet", "--out", str(pq)).returncode == 0
+    import pyarrow.parquet as parquet
+
+    assert parquet.read_table(pq).column("rating").to_pylist() == [4, 4]
