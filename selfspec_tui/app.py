@@ -24,7 +24,7 @@ class SelfSpecApp(App[None]):
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
         Binding("ctrl+t", "jobs", "Jobs", priority=True),
         Binding("question_mark,f1", "help", "Keys"),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
     ]
 
     def __init__(self, project: str | None = None) -> None:

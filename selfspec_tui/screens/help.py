@@ -18,16 +18,21 @@ def key_label(key: str) -> str:
 
 
 def screen_keys(screen: Screen[Any]) -> list[tuple[str, str]]:
-    """(keys, what they do) for every binding of the screen, its focused widget and the app,
-    keys of one action together, in the order the footer shows them."""
-    by_action: dict[str, tuple[list[str], str]] = {}
+    """(keys, what they do) for every binding of the screen and the app, then those of the focused
+    widget (a table's cursor keys, ...); keys of one action together."""
+    from textual.app import App
+
+    own: dict[str, tuple[list[str], str]] = {}
+    widget: dict[str, tuple[list[str], str]] = {}
     for key, active in screen.active_bindings.items():
         b = active.binding
         what = b.description or b.action.replace("_", " ")
-        keys, _ = by_action.setdefault(b.action, ([], what))
+        group = own if isinstance(active.node, Screen | App) else widget
+        keys, _ = group.setdefault(b.action, ([], what))
         if key_label(key) not in keys:
             keys.append(key_label(key))
-    return [(", ".join(keys), what) for keys, what in by_action.values()]
+    rows = [(", ".join(keys), what) for keys, what in own.values()]
+    return rows + [(", ".join(keys), f"{what} (in the focused box)") for keys, what in widget.values()]
 
 
 def screen_about(screen: Screen[Any]) -> str:
