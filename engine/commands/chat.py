@@ -31,4 +31,4 @@ def run(ctx: Context, a: Namespace) -> None:
         ctx.table(["conversation", "models", "first message", "updated"], convs, "no conversations yet")
         return
     sampling = chat.check_sampling(given(stage("chat").knobs, a))
-    chat.repl(ctx, a.model or ["base"], a.system or "", sampling, a.conversation, a.question)
+    chat.repl(ctx, a.model or ["base"], a.system or "", sampling, a.conversation, a.question, a.grounded)

@@ -306,6 +306,7 @@ COMMANDS: tuple[Command, ...] = (
             opt("--system", help="system message"),
             opt("--conversation", type=int, help="reopen a stored conversation"),
             opt("-q", "--question", help="ask this one question, print the reply (or replies) and exit"),
+            opt("--grounded", action="store_true", help="answer with passages retrieved from the project's corpus"),
             opt("--list", action="store_true", help="list the models and the stored conversations"),
             opt("--serve", action="store_true", help="JSON requests on stdin (used by the TUI)"),
         ),

@@ -124,6 +124,8 @@ class Turn:
     KIND: ClassVar[str] = "turn"
     conversation: int
     replies: list[dict[str, Any]] = field(default_factory=list)
+    passages: list[dict[str, Any]] = field(default_factory=list)
+    """the corpus passages a grounded turn answered with: source, score, text"""
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,8 @@ class SendRequest:
     top_p: Any = None
     max_tokens: Any = None
     stop: Any = None
+    grounded: bool = False
+    """answer with passages retrieved from the project's corpus (shown with the reply)"""
 
     def sampling(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens, "stop": self.stop}
@@ -249,5 +253,6 @@ def parse_request(obj: Any) -> Request:
         models=_names(obj.get("models"), "models"),
         conversation=conversation or None,
         system=str(obj.get("system") or ""),
+        grounded=obj.get("grounded") is True,
         **sampling,
     )

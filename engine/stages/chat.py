@@ -23,6 +23,11 @@ from engine.stages.context import Context
 from engine.store import adapters, chats
 from engine.store.records import Project
 
+GROUND_PASSAGES = 3
+"""corpus passages a grounded chat turn reads"""
+GROUND_FLOOR = 0.3
+"""a passage scoring below this cosine is not shown to the model (as in generation)"""
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -99,6 +104,32 @@ class Talker:
     def __init__(self, ctx: Context, project: Project, keep: int = 2) -> None:
         self.ctx, self.project, self.keep = ctx, project, keep
         self._loaded: dict[str, Any] = {}
+        self._searcher: Any = None
+        self.passages: list[dict[str, Any]] = []
+        """the passages the last grounded turn was given"""
+
+    def check_corpus(self) -> None:
+        from engine.store import projects
+
+        if not projects.summary(self.ctx.db, self.project)["chunks"]:
+            raise UserError("grounded chat needs a corpus: import documents first (selfspec-tui corpus import)")
+
+    def ground(self, text: str) -> str:
+        """The message with the corpus passages most like it above it (they go to the models; the
+        conversation stores what the user typed). Passages scoring below GROUND_FLOOR are left out."""
+        from engine.stages.corpus import Searcher
+
+        self.check_corpus()
+        if self._searcher is None:
+            self._searcher = Searcher(self.ctx)
+        hits = [h for h in self._searcher.search(text, GROUND_PASSAGES) if h.score >= GROUND_FLOOR]
+        self.passages = [
+            {"source": h.chunk.source, "score": round(h.score, 3), "text": " ".join(h.chunk.text.split())} for h in hits
+        ]
+        if not hits:
+            return text
+        block = "\n".join(f"[{i}] {p['text']}" for i, p in enumerate(self.passages, 1))
+        return f"Passages from the documents:\n{block}\n\nUsing the passages where they help, answer: {text}"
 
     def model(self, choice: Choice) -> Any:
         from engine.backends.runtimes import llamacpp
@@ -117,19 +148,23 @@ class Talker:
         sampling: dict[str, Any],
         should_stop: Any,
         on_piece: Any,
+        grounded: bool = False,
     ) -> list[dict[str, Any]]:
         """Stream every pane's reply (interleaved), then store the user turn and the replies together.
 
         Nothing is stored when a model cannot load or llama.cpp refuses the prompt (a conversation
-        longer than the context), so a failed turn leaves no unanswered question behind.
+        longer than the context), so a failed turn leaves no unanswered question behind. Grounded,
+        the models read the passages retrieved for the message (self.passages) above it.
         """
         from engine.backends.runtimes import llamacpp
 
         choices = [resolve(self.ctx, self.project, spec) for spec in conversation.models]
         llms = [self.model(c) for c in choices]
+        self.passages = []
+        asked = self.ground(text) if grounded else text
         streams = []
         for pane, (c, llm) in enumerate(zip(choices, llms)):
-            turns = chats.history(self.ctx.db, conversation.id, pane) + [{"role": "user", "content": text}]
+            turns = chats.history(self.ctx.db, conversation.id, pane) + [{"role": "user", "content": asked}]
             streams.append(
                 llamacpp.stream_reply(
                     llm,
@@ -251,8 +286,9 @@ def serve(ctx: Context) -> None:
                     sampling,
                     lambda: stop.is_set() or ctx.should_stop(),
                     lambda pane, piece: ctx.emit(ev.Token(pane, piece)),
+                    req.grounded,
                 )
-                ctx.emit(ev.Turn(conv.id, replies))
+                ctx.emit(ev.Turn(conv.id, replies, talker.passages))
             except UserError as exc:
                 if fresh is not None:  # a conversation whose first turn failed holds nothing worth keeping
                     chats.delete(ctx.db, fresh.id)
@@ -270,12 +306,16 @@ def repl(
     sampling: dict[str, Any],
     conversation: int | None,
     question: str | None = None,
+    grounded: bool = False,
 ) -> None:
     """A plain terminal chat: type, read the streamed reply; Ctrl-C stops a reply, Ctrl-D or /exit leaves.
     With a question: that one turn, then exit (the conversation is stored like any other)."""
     if question is not None and not question.strip():
         raise UserError("--question: the question is empty")
     project = ctx.need_project()
+    talker = Talker(ctx, project)
+    if grounded:
+        talker.check_corpus()  # before a conversation is stored
     if conversation:
         conv = chats.get(ctx.db, conversation)
         for m in chats.messages(ctx.db, conv.id):
@@ -285,7 +325,6 @@ def repl(
         for spec in specs:
             resolve(ctx, project, spec)
         conv = chats.create(ctx.db, project, specs, system, "")
-    talker = Talker(ctx, project)
     if question is None:
         print(
             f"chatting with {', '.join(conv.models)} (conversation {conv.id}); Ctrl-C stops a reply, /exit leaves",
@@ -316,10 +355,12 @@ def repl(
                 else:
                     later[pane] = later.get(pane, "") + piece
 
-            replies = talker.turn(conv, text, sampling, ctx.should_stop, show)
+            replies = talker.turn(conv, text, sampling, ctx.should_stop, show, grounded)
             for pane, reply in sorted(later.items()):
                 sys.stdout.write(f"\n{conv.models[pane]}> {reply.strip()}")
             sys.stdout.write("\n")
+            for i, p in enumerate(talker.passages, 1):
+                sys.stdout.write(f"  [{i}] {p['source']} (score {p['score']:.2f}): {p['text'][:160]}\n")
             sys.stdout.flush()
             rates = ", ".join(f"{r['model']} {r['tokens_per_s']} tok/s" for r in replies)
             print(f"\n[{rates}{', stopped' if replies and replies[0]['stopped'] else ''}]", file=sys.stderr)

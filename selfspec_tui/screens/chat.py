@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -50,6 +51,7 @@ class ChatScreen(AppScreen):
         Binding("ctrl+n", "new", "New chat", priority=True),
         Binding("ctrl+o", "conversations", "Conversations", priority=True),
         Binding("ctrl+b", "side_by_side", "Side by side", priority=True),
+        Binding("ctrl+g", "ground", "Ground in corpus", priority=True),
         Binding("escape", "back", "Back"),
     ]
 
@@ -66,6 +68,8 @@ class ChatScreen(AppScreen):
         self.last_text = ""
         self.started_at = 0.0
         self.dirty = False
+        self.grounded = False
+        """answers read passages retrieved from the project's corpus (ctrl+g)"""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -90,6 +94,7 @@ class ChatScreen(AppScreen):
                 with Vertical(id=f"pane-{pane}", classes="chat-pane"):
                     yield Static("", id=f"head-{pane}", classes="pane-head")
                     yield TextPane(id=f"text-{pane}")
+        yield Static("", id="chat-passages", classes="hint")
         yield Input(id="message", placeholder="message: enter sends · ctrl+x stops a reply · ctrl+n new chat")
         yield Static("starting the chat engine ...", id="chat-status", classes="hint")
         yield Footer()
@@ -193,6 +198,7 @@ class ChatScreen(AppScreen):
             )
             stopped = any(r.get("stopped") for r in replies)
             self.status(("stopped · " if stopped else "") + rates)
+            self.show_passages(event.passages, asked=self.grounded)
         elif isinstance(event, ev.TurnFailed):
             self.notify(event.error, severity="error", timeout=15)
             if event.dropped_conversation:
@@ -247,7 +253,7 @@ class ChatScreen(AppScreen):
             self.notify("models or system prompt changed: this message starts a new conversation")
             conv = self.conversation = None
             self.shown = [[], []]
-        request = ev.SendRequest(text, specs, conv.id if conv else None, system, **sampling)
+        request = ev.SendRequest(text, specs, conv.id if conv else None, system, grounded=self.grounded, **sampling)
         for pane in range(len(specs)):
             self.shown[pane].append(("user", text, ""))
         self.live, self.pieces = [""] * len(specs), [0] * len(specs)
@@ -334,6 +340,24 @@ class ChatScreen(AppScreen):
         self.paint()
         self.query_one("#message", Input).focus()
         self.status("new conversation: choose models and a system prompt, then type")
+
+    def action_ground(self) -> None:
+        self.grounded = not self.grounded
+        self.status(
+            "grounded: answers read the corpus passages most like your message (shown below them)"
+            if self.grounded
+            else "not grounded: the models answer from what they know"
+        )
+
+    def show_passages(self, passages: list[dict[str, Any]], asked: bool) -> None:
+        box = self.query_one("#chat-passages", Static)
+        if not passages:
+            box.update("no corpus passage scored above the floor: answered without one" if asked else "")
+            return
+        lines = [f"passages read ({len(passages)}):"]
+        for i, p in enumerate(passages, 1):
+            lines.append(f"[{i}] {p['source']} · {p['score']:.2f} · {str(p['text'])[:150]}")
+        box.update(escape("\n".join(lines)))
 
     def action_conversations(self) -> None:
         self.query_one("#conversations", DataTable).focus()

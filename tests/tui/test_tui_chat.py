@@ -134,6 +134,30 @@ async def test_side_by_side_stream_stop_and_reopen(db) -> None:
 
 
 @pytest.mark.slow
+async def test_grounded_chat_shows_the_passages_it_read(db) -> None:
+    from tests.helpers import ROOT, run_engine
+
+    talk_project(db, "chat")
+    corpus = ROOT / "seeds" / "corpus" / "biomedicine"
+    assert run_engine("corpus", "import", str(corpus), "--project", "talk", timeout=300).returncode == 0
+    app = SelfSpecApp(project="talk")
+    async with app.run_test(size=(150, 44)) as pilot:
+        screen = await _open_chat(pilot, app)
+        await pilot.press("ctrl+b")  # one model is enough here
+        await pilot.press("ctrl+g")
+        assert screen.grounded and "grounded:" in str(screen.query_one("#chat-status").render())
+        screen.query_one("#temperature", Input).value = "0"
+        screen.query_one("#max_tokens", Input).value = "12"
+        screen.query_one("#message", Input).focus()
+        await pilot.press(*"What is the first-line treatment for anaphylaxis?", "enter")
+        await wait_for(pilot, lambda: not screen.streaming, 120)
+        shown = str(screen.query_one("#chat-passages").render())
+        assert shown.startswith("passages read (") and "[1] " in shown and ".md" in shown
+        [conv] = chats.list_for(db, projects.get(db, "talk"))
+        assert chats.messages(db, conv.id)[0].content == "What is the first-line treatment for anaphylaxis?"
+
+
+@pytest.mark.slow
 async def test_a_project_with_no_gguf_says_how_to_get_one(db, tmp_path) -> None:
     from engine.stages.models import register
     from tests.helpers import build_tiny_llama
