@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Switch, TextArea
+from textual.widgets import Button, DirectoryTree, Input, Label, Select, Switch, TextArea
 
 from engine.errors import UserError, ValidationError
 from engine.paths import validate_project_name
@@ -76,19 +77,34 @@ class NewProjectModal(ModalScreen[dict[str, str] | None]):
 
 
 class PathModal(ModalScreen[str | None]):
-    """Asks for a file or folder path."""
+    """Asks for a file or folder path: typed, or picked in the tree below (enter on a file or
+    folder puts it in the box; enter in the box imports)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, placeholder: str = "path to a file or folder") -> None:
+    def __init__(self, title: str, placeholder: str = "path to a file or folder", start: Path | None = None) -> None:
         super().__init__()
         self.title_text, self.placeholder = title, placeholder
+        self.start = start or Path.cwd()
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with Vertical(classes="dialog wide", id="path-dialog"):
             yield Label(self.title_text, classes="title")
             yield Input(placeholder=self.placeholder, id="path")
-            yield Label("enter: import   esc: cancel", classes="hint")
+            yield DirectoryTree(str(self.start), id="picker")
+            yield Label("type a path, or tab to the tree and enter on a file or folder · enter: import · esc: cancel",
+                        classes="hint")  # fmt: skip
+
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        self._pick(event.path)
+
+    def on_directory_tree_directory_selected(self, event: DirectoryTree.DirectorySelected) -> None:
+        self._pick(event.path)
+
+    def _pick(self, path: Path) -> None:
+        box = self.query_one("#path", Input)
+        box.value = str(path)
+        box.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         value = event.value.strip()
@@ -173,7 +189,17 @@ class ExportModal(ModalScreen[dict[str, Any] | None]):
             with Horizontal(classes="buttons"):
                 yield Switch(False, id="pending")
                 yield Label(" also include pending (unreviewed) examples")
-            yield Label("ctrl+s / enter: export   esc: cancel", classes="hint")
+            yield DirectoryTree(str(Path.cwd()), id="picker")
+            yield Label("ctrl+s / enter: export · a folder picked in the tree gets a file name · esc: cancel",
+                        classes="hint")  # fmt: skip
+
+    def on_directory_tree_directory_selected(self, event: DirectoryTree.DirectorySelected) -> None:
+        fmt = str(self.query_one("#format", Select).value)
+        suffix = ".parquet" if fmt == "parquet" else ".jsonl"
+        self.query_one("#out", Input).value = str(event.path / f"training-{fmt}{suffix}")
+
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        self.query_one("#out", Input).value = str(event.path)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.action_submit()

@@ -136,3 +136,23 @@ async def test_corpus_import_with_progress_then_search(db, project, tmp_path: Pa
         await wait_for(pilot, lambda: hits.row_count > 0)
         assert "Asthma" in str(screen.query_one("#passage", Static).render())
         await pilot.press("escape")
+
+
+async def test_a_folder_is_picked_in_the_tree_instead_of_typed(db, project, tmp_path: Path, monkeypatch) -> None:
+    from textual.widgets import DirectoryTree
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("Warfarin is monitored with the INR.")
+    monkeypatch.chdir(tmp_path)  # the picker opens where the TUI was started
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("c", "i")
+        tree = app.screen.query_one("#picker", DirectoryTree)
+        await wait_for(pilot, lambda: len(tree.root.children) > 0)
+        tree.focus()
+        await pilot.press("down", "enter")  # the root's first child: the docs folder
+        box = app.screen.query_one("#path", Input)
+        assert box.value == str(folder) and box.has_focus
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("imported 1 documents" in n for n in notes(app)))

@@ -355,3 +355,24 @@ async def test_marks_ratings_and_marked_bulk_actions(db, project, tmp_path) -> N
     import pyarrow.parquet as parquet
 
     assert parquet.read_table(pq).column("rating").to_pylist() == [4, 4]
+
+
+async def test_export_folder_picked_in_the_tree(db, project, tmp_path, monkeypatch) -> None:
+    from textual.widgets import DirectoryTree
+
+    ids = fill(db, project, 4, seed=8)
+    review.set_status(db, project, Filter(ids=tuple(ids)), "accepted", "x")
+    (tmp_path / "a-out").mkdir()  # sorts before the test home
+    monkeypatch.chdir(tmp_path)
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        await open_review(pilot)
+        await pilot.press("x")
+        tree = app.screen.query_one("#picker", DirectoryTree)
+        await wait_for(pilot, lambda: len(tree.root.children) > 0)
+        tree.focus()
+        await pilot.press("down", "enter")  # the out folder: a file name is proposed in it
+        assert app.screen.query_one("#out", Input).value == str(tmp_path / "a-out" / "training-alpaca.jsonl")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("exported 4 examples" in n for n in notes(app)))
+        assert len((tmp_path / "a-out" / "training-alpaca.jsonl").read_text().splitlines()) == 4
