@@ -29,6 +29,10 @@ def engine_args(project: str, values: dict[str, Any], seeds_on: bool, off_domain
     return ["eval", "run", "--project", project, *form_args(EVAL, values)] + (["--new"] if new else [])
 
 
+CHART_FILLS = ("█", "▒", "·", "▞")
+"""one fill per bar series: told apart without colour"""
+
+
 class EvaluateScreen(RunScreen):
     COMMAND = "eval run"
     NOUN = "an evaluation"
@@ -48,6 +52,7 @@ class EvaluateScreen(RunScreen):
             yield DataTable(id="evals", cursor_type="row")
             with Vertical(id="eval-right"):
                 yield PlotextPlot(id="eval-chart")
+                yield Static("", id="chart-key", classes="hint")
                 yield DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="eval-summary", classes="hint")
         yield Footer()
@@ -111,12 +116,22 @@ class EvaluateScreen(RunScreen):
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("main score per dataset (calibrated macro-F1 / ROUGE-L) vs the best no-reading baseline")
+        plt.title("main score per set (calibrated macro-F1 / ROUGE-L)")
+        key = self.query_one("#chart-key", Static)
         if names:
-            short = [n if len(n) <= 18 else n[:17] + "…" for n in names]
+            # sets are numbered on the axis (names would overlap) and each series has its own fill, so
+            # the bars read the same without colour
+            labels = [*per_model.keys(), "no-reading baseline"]
             series = [*per_model.values(), chance]
-            plt.multiple_bar(short, series, labels=[*per_model.keys(), "baseline"])  # type: ignore[call-arg]
+            fills = [CHART_FILLS[i % len(CHART_FILLS)] for i in range(len(series))]
+            numbers = [str(i) for i in range(1, len(names) + 1)]
+            plt.multiple_bar(numbers, series, labels=labels, marker=fills)  # type: ignore[call-arg, arg-type]
             plt.ylim(0, 1)
+            sets = "   ".join(f"{i} {name}" for i, name in enumerate(names, 1))
+            bars = "   ".join(f"{fill * 2} {label}" for fill, label in zip(fills, labels))
+            key.update(Text(f"sets: {sets}\nbars: {bars}"))
+        else:
+            key.update("")
         chart.refresh()
 
     def action_hold_out(self) -> None:

@@ -53,6 +53,9 @@ async def test_run_cancel_resume_and_read_the_results(db) -> None:
         # general (off-domain): accuracy and macro-F1 raw, cross-fit and contextual, then 3 predicted-label rows
         assert table.row_count == 9
         assert "domain" in str(screen.query_one("#eval-summary").render())
+        key = str(screen.query_one("#chart-key").render())  # numbered sets; a fill per series, not only colour
+        assert "sets: 1 general (off-domain)" in key and "██ base" in key and "▒▒ twin:q8_0" in key
+        assert "·· no-reading baseline" in key
         rows = screen.query_one("#evals", DataTable)
         assert rows.row_count == 2
         # the cancelled one again, from the list: it says how to finish it
