@@ -92,11 +92,12 @@ class ReviewScreen(TableKeys, MarkActions, AppScreen):
                 value="all",
                 allow_blank=False,
                 id="f-status",
+                compact=True,
             )
-            yield Select([("all runs", -1)], value=-1, allow_blank=False, id="f-run")
-            yield Input(placeholder="task type", id="f-type")
-            yield Input(placeholder="flag / reason", id="f-reason")
-            yield Input(placeholder="search instruction, input, response (/)", id="f-search")
+            yield Select([("all runs", -1)], value=-1, allow_blank=False, id="f-run", compact=True)
+            yield Input(placeholder="task type", id="f-type", compact=True)
+            yield Input(placeholder="flag / reason", id="f-reason", compact=True)
+            yield Input(placeholder="search instruction, input, response (/)", id="f-search", compact=True)
         yield VirtualTable(COLUMNS, self._load_rows, id="examples")
         yield TextPane(id="detail")
         yield Footer()

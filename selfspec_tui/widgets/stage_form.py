@@ -12,8 +12,14 @@ from textual.widgets import Input, Label, Select, Switch
 from engine.spec.stage import Command
 from selfspec_tui.forms import form_knobs
 
+FIELD_WIDTH = 26
+"""columns a field gets: the form has as many columns as fit (at 80 columns 3, at 200 columns 7)"""
+
 
 class StageForm(Grid):
+    """Fields in as many columns as the width allows, one line each (compact inputs); a form taller
+    than its share of the screen scrolls (focus moving to a field brings it into view)."""
+
     def __init__(self, command: Command, skip: Collection[str] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.command = command
@@ -26,9 +32,15 @@ class StageForm(Grid):
                 if k.kind is bool:
                     yield Switch(bool(k.default), id=k.form_id)
                 elif k.choices:
-                    yield Select([(c, c) for c in k.choices], value=str(k.default), allow_blank=False, id=k.form_id)
+                    choices = [(c, c) for c in k.choices]
+                    yield Select(choices, value=str(k.default), allow_blank=False, id=k.form_id, compact=True)
                 else:
-                    yield Input(k.default_text(), id=k.form_id)
+                    yield Input(k.default_text(), id=k.form_id, compact=True)
+
+    def on_resize(self) -> None:
+        columns = max(2, min(len(self.knobs), self.size.width // FIELD_WIDTH))
+        if self.styles.grid_size_columns != columns:
+            self.styles.grid_size_columns = columns
 
     def values(self) -> dict[str, Any]:
         """Every field's value by knob name: text for inputs and choices, bool for switches."""
