@@ -110,9 +110,10 @@ class Jobs:
             job.outcome = await job.run.run(on_event)
         except OSError as exc:  # the engine could not be started at all
             job.outcome = RunOutcome(1, ev.Failed(f"cannot start the engine: {exc}"))
+        watched = bool(job.listeners)  # a screen showing the job says how it ended itself
         for listener in list(job.listeners):
             listener(job, None)
-        if not job.listeners:  # nobody is looking at it: say how it ended wherever the user is
+        if not watched:  # nobody is looking at it: say how it ended wherever the user is
             self._notify(ending_text(job), severity=_severity(job), timeout=15)
         self._changed()
 

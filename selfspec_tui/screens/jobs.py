@@ -117,6 +117,9 @@ class JobsScreen(TableKeys, AppScreen):
             return
         self.notify(f"asked process {run.pid} ({run.stage}) to stop: finished work is kept")
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()  # the table takes enter itself
+
     def action_open(self) -> None:
         key = self._selected()
         if key is None:

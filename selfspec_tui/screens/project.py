@@ -61,7 +61,12 @@ class ProjectScreen(TableKeys, AppScreen):
         table = self.query_one("#runs", DataTable)
         table.clear()
         for r in runs.list_runs(db, p.id, limit=20):
-            note = r.error or ", ".join(f"{k}={v}" for k, v in list(r.counts.items())[:4])
+            live = r.counts.get("progress") if r.status == "running" else None
+            if isinstance(live, dict):  # a running stage keeps its latest progress in its row
+                total = f"/{live.get('total')}" if live.get("total") else ""
+                note = f"{live.get('stage', '')} {live.get('done', 0)}{total} {live.get('unit', '')}"
+            else:
+                note = r.error or ", ".join(f"{k}={v}" for k, v in list(r.counts.items())[:4])
             if r.status == "interrupted":
                 note = "interrupted: run it again to resume. " + note
             table.add_row(str(r.id), r.stage, r.status, r.started_at, r.ended_at or "", note[:80])

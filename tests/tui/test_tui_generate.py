@@ -65,13 +65,15 @@ async def test_generate_run_cancel_resume(db, monkeypatch) -> None:
         assert isinstance(app.screen, JobsScreen)
         jobs_table = app.screen.query_one("#jobs", DataTable)
         await wait_for(pilot, lambda: "running" in [str(c) for c in jobs_table.get_row_at(0)])
-        await pilot.press("escape", "g")  # back on the project, into Generate again: it attaches to the run
+        await pilot.press("enter")  # enter on the job opens its screen, which attaches to the run
+        await pilot.pause()
         screen = app.screen
         assert isinstance(screen, GenerateScreen) and screen.running
         await wait_for(pilot, lambda: "prompts" in str(screen.query_one("#counters", Static).render()))
         screen.query_one("#seed", Input).focus()
         await pilot.press("ctrl+x")  # works from inside a form field too
         await wait_for(pilot, lambda: any("ctrl+r resumes" in n for n in notes(app)))
+        assert not any("generation of g cancelled" in n for n in notes(app))  # said once, by the screen
         latest = str(screen.query_one("#latest", Static).render())
         assert "generation 2: brainstorm" in latest
         monkeypatch.delenv("SELFSPEC_FAKE_GEN_DELAY")

@@ -98,3 +98,21 @@ async def test_the_command_palette_holds_the_screens_actions(db, project) -> Non
         await pilot.pause()
         assert isinstance(app.screen, JobsScreen)
         assert projects.get(db, "test")  # nothing else changed
+
+
+async def test_a_job_that_ends_while_its_screen_is_closed_is_announced(db) -> None:
+    make_project("bg")
+    app = SelfSpecApp(project="bg")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("g")
+        await pilot.pause()
+        app.screen.query_one("#target").value = "3"
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: bool(app.jobs.running()))
+        app.screen.set_focus(None)
+        await pilot.press("escape")  # leave it running
+        assert isinstance(app.screen, ProjectScreen)
+        await wait_for(pilot, lambda: any(n == "generation of bg finished" for n in notes(app)), 120)
+        assert not app.jobs.running() and app.sub_title == SelfSpecApp.SUB_TITLE  # the header is quiet again
+        [job] = app.jobs.all()
+        assert job.state == "finished" and job.progress is not None
