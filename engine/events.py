@@ -58,6 +58,8 @@ def describe_progress(event: ev.Progress) -> str:
         parts.append(rate_text(event.rate, unit))
     if total:
         parts.append(f"ETA {eta_text(event.eta_s)}")
+    if x.get("model"):
+        parts.append(f"model {x['model']}")
     if x.get("loss") is not None:
         parts.append(f"loss {x['loss']:.4f}")
     if x.get("val_loss") is not None:

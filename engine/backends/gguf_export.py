@@ -132,8 +132,16 @@ def open_gguf(path: Path, threads: int, n_ctx: int = 2048, logits_all: bool = Fa
     return load_llama(path, threads, n_ctx, logits_all=logits_all)
 
 
-def parity(hf_dir: Path, ggufs: dict[str, Path], texts: Sequence[str], threads: int) -> dict[str, Any]:
-    """Tokenization equality (HF tokenizer vs GGUF vocabulary) and greedy top-1 agreement per position."""
+def parity(
+    hf_dir: Path,
+    ggufs: dict[str, Path],
+    texts: Sequence[str],
+    threads: int,
+    tick: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Tokenization equality (HF tokenizer vs GGUF vocabulary) and greedy top-1 agreement per position.
+    `tick(model)` runs after each text scored (the merged model is "reference"); it may raise to stop."""
+    tick = tick or (lambda name: None)
     import numpy as np
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -146,6 +154,7 @@ def parity(hf_dir: Path, ggufs: dict[str, Path], texts: Sequence[str], threads: 
     with torch.no_grad():
         for ids in encoded:
             reference.append(model(torch.tensor([ids])).logits[0].argmax(-1).numpy())
+            tick("reference")
     out: dict[str, Any] = {"texts": len(texts), "positions": sum(len(i) for i in encoded)}
     for name, path in ggufs.items():
         llm = open_gguf(path, threads, n_ctx=max(64, max(len(i) for i in encoded) + 8), logits_all=True)
@@ -164,6 +173,7 @@ def parity(hf_dir: Path, ggufs: dict[str, Path], texts: Sequence[str], threads: 
                 scores = np.asarray(llm.scores[: len(ids)])
                 agree += int((scores.argmax(-1) == ref).sum())
                 total += len(ids)
+                tick(name)
         finally:
             llm.close()
         out[name] = {

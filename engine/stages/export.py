@@ -119,7 +119,16 @@ def run_export(
         if parity_check:
             ctx.log("parity check: tokenization and greedy next-token agreement on the adapter's own data ...")
             ggufs = {"f16": out / F16, **{q: out / gguf_name(q) for q in quants}}
-            report = gx.parity(merged, ggufs, sample_texts(adapter), ctx.threads)
+            texts = sample_texts(adapter)
+            # its own bar: the merged model, then each GGUF, scores every text (minutes on a CPU)
+            checks = ctx.progress("parity", len(texts) * (1 + len(ggufs)), "texts scored")
+
+            def tick(model: str) -> None:
+                ctx.check_stop()
+                checks.extra = {"model": model}
+                checks.advance()
+
+            report = gx.parity(merged, ggufs, texts, ctx.threads, tick)
             progress.advance(force=True)
     except Interrupted:
         adapters.update_export(ctx.db, record.id, "interrupted", files)

@@ -155,6 +155,7 @@ def test_tiny_model_merge_gguf_quantize_load_and_chat(db, smol_tiny):
         "model-q8_0.gguf",
     ]
     assert "parity_f16: tokens 100%, top-1 " in r.stdout, r.stdout
+    assert "parity: " in r.stderr and "texts scored" in r.stderr and "model q4_k_m" in r.stderr  # its own bar
     assert f"ollama: ollama create expert-1 -f {folder / 'Modelfile'}" in r.stdout  # how to serve it
     ex = adapters.exports_for(db, adapters.current(db, projects.get(db, "tiny")))[-1]
     assert ex.status == "done" and ex.parity["f16"]["top1_agreement"] >= 0.95
