@@ -14,7 +14,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
 
 from engine.errors import UserError
@@ -74,20 +74,20 @@ class ChatScreen(AppScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="title", classes="screen-title")
-        with Horizontal(id="chat-controls"):
-            with Vertical(classes="field wide"):
+        with Grid(id="chat-controls"):  # 6 columns when they fit, else 3 (on_resize)
+            with Vertical(classes="field"):
                 yield Label("model")
-                yield Select([], id="model-a", allow_blank=True, prompt="(starting ...)")
-            with Vertical(classes="field wide"):
+                yield Select([], id="model-a", allow_blank=True, prompt="(starting ...)", compact=True)
+            with Vertical(classes="field"):
                 yield Label("beside it (ctrl+b)")
-                yield Select([], id="model-b", allow_blank=True, prompt="none")
-            with Vertical(classes="field system"):
+                yield Select([], id="model-b", allow_blank=True, prompt="none", compact=True)
+            with Vertical(classes="field"):
                 yield Label("system prompt")
-                yield Input("", id="system", placeholder="optional")
+                yield Input("", id="system", placeholder="optional", compact=True)
             for k in SAMPLING:
                 with Vertical(classes="field"):
                     yield Label(k.label)
-                    yield Input(k.default_text(), id=k.name)
+                    yield Input(k.default_text(), id=k.name, compact=True)
         with Horizontal(id="chat-body"):
             yield DataTable(id="conversations", cursor_type="row")
             for pane in (0, 1):
@@ -95,9 +95,17 @@ class ChatScreen(AppScreen):
                     yield Static("", id=f"head-{pane}", classes="pane-head")
                     yield TextPane(id=f"text-{pane}")
         yield Static("", id="chat-passages", classes="hint")
-        yield Input(id="message", placeholder="message: enter sends · ctrl+x stops a reply · ctrl+n new chat")
+        yield Input(
+            id="message", placeholder="message: enter sends · ctrl+x stops a reply · ctrl+n new chat", compact=True
+        )
         yield Static("starting the chat engine ...", id="chat-status", classes="hint")
         yield Footer()
+
+    def on_resize(self) -> None:
+        controls = self.query_one("#chat-controls", Grid)
+        columns = 6 if self.size.width >= 130 else 3
+        if controls.styles.grid_size_columns != columns:
+            controls.styles.grid_size_columns = columns
 
     def on_mount(self) -> None:
         project = projects.get(self.db, self.project_name)
