@@ -1,4 +1,4 @@
-"""review stats|accept|reject|reset|flag|edit|undo: review decisions from scripts."""
+"""review stats|accept|reject|reset|flag|edit|undo|similar: review decisions from scripts."""
 
 from __future__ import annotations
 
@@ -98,3 +98,9 @@ def edit(ctx: Context, a: Namespace) -> dict[str, Any]:
     if done.action_id is None:
         return {"example": current.id, "changed": 0}
     return {"example": current.id, "version": review.get(ctx.db, current.id).version}
+
+
+def similar(ctx: Context, a: Namespace) -> dict[str, Any]:
+    from engine.stages import similar as similar_
+
+    return similar_.run(ctx, a.id, a.k)

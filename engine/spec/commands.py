@@ -21,7 +21,7 @@ GROUPS = {
     "models": "register or list base models",
     "runs": "list runs",
     "examples": "list generated examples",
-    "review": "review decisions from scripts: stats, accept, reject, flag, edit, undo",
+    "review": "review decisions from scripts: stats, accept, reject, flag, edit, undo, similar",
     "dataset": "export the training set or import examples",
     "adapters": "list the project's adapters (experts) or choose the current one",
     "tools": "one-time setup of external tools",
@@ -198,6 +198,13 @@ COMMANDS: tuple[Command, ...] = (
                 for name in ("instruction", "input", "output", "task_type")
             ),
         ),
+    ),
+    Command(
+        "review similar",
+        _C + "review:similar",
+        "the examples most like one example, by embedding cosine of instruction and input",
+        project=True,
+        options=(opt("--id", type=int, required=True), opt("-k", type=int, default=10, help="how many (default 10)")),
     ),
     Command(
         "review undo",

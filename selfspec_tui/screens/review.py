@@ -12,7 +12,6 @@ import uuid
 from typing import Any
 
 from rich.markup import escape
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -22,13 +21,12 @@ from textual.widgets import Footer, Header, Input, Select, Static
 from engine.errors import UserError
 from engine.store import dropped, generation, projects, review
 from engine.store.records import Project
-from selfspec_tui.engine_client import EngineRun
 from selfspec_tui.errors import user_message
 from selfspec_tui.screens import review_views as views
 from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
-from selfspec_tui.screens.modals import AskModal, ExportModal, PathModal, SeedModal
-from selfspec_tui.screens.review_marks import MarkActions
+from selfspec_tui.screens.modals import AskModal, SeedModal
+from selfspec_tui.screens.review_actions import FileActions, MarkActions
 from selfspec_tui.widgets.text_pane import TextPane
 from selfspec_tui.widgets.virtual_table import Cells, VirtualTable
 
@@ -39,7 +37,7 @@ POLL_S = 2.0
 DROPPED = "dropped"  # the status filter's read-only view of tasks the generation filters dropped
 
 
-class ReviewScreen(TableKeys, MarkActions, AppScreen):
+class ReviewScreen(TableKeys, MarkActions, FileActions, AppScreen):
     BINDINGS = [
         Binding("a", "decide('accepted')", "Accept"),
         Binding("r", "decide('rejected')", "Reject"),
@@ -53,6 +51,7 @@ class ReviewScreen(TableKeys, MarkActions, AppScreen):
         Binding("R", "bulk('rejected')", "Reject marked/shown"),
         Binding("x", "export", "Export"),
         Binding("i", "import", "Import"),
+        Binding("m", "similar", "More like this"),
         Binding("slash", "search", "Search"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse", "Reverse", show=False),
@@ -79,6 +78,8 @@ class ReviewScreen(TableKeys, MarkActions, AppScreen):
         self._seen_version = 0
         self.dropped_mode = False
         self.dropped_total = 0
+        self.similar: tuple[int, tuple[int, ...]] | None = None
+        """(example, the ids most like it) while Review shows only those (m; esc goes back)"""
         self.marked: set[int] = set()
         """examples marked with space: the bulk keys and the rating act on these when there are any"""
 
@@ -126,6 +127,7 @@ class ReviewScreen(TableKeys, MarkActions, AppScreen):
             reason=self.query_one("#f-reason", Input).value.strip(),
             generation=None if run == -1 else int(str(run)),
             search=self.query_one("#f-search", Input).value,
+            ids=self.similar[1] if self.similar else (),
         )
 
     def reload(self, keep: int | None = None) -> None:
@@ -160,6 +162,9 @@ class ReviewScreen(TableKeys, MarkActions, AppScreen):
         self.query_one("#review-counts", Static).update(line)
         f = self.current_filter()
         what = ", ".join(f"{k}: {v}" for k, v in vars(f).items() if v not in ("", None, False, ()))
+        if self.similar:
+            what = ", ".join(x for x in what.split(", ") if not x.startswith("ids:"))
+            what = f"the {len(self.similar[1])} most like #{self.similar[0]} (esc: all)" + (f", {what}" if what else "")
         self.query_one("#review-title", Static).update(
             f"Review · {self.project_name}"
             + (f" · {escape(what)}" if what else "")
@@ -359,35 +364,8 @@ class ReviewScreen(TableKeys, MarkActions, AppScreen):
     def action_back(self) -> None:
         if isinstance(self.focused, Input | Select):
             self.query_one(VirtualTable).focus()
+        elif self.similar:
+            self.similar = None  # back to the whole filter
+            self.reload()
         else:
             self.app.pop_screen()
-
-    def action_export(self) -> None:
-        def chosen(opts: dict[str, Any] | None) -> None:
-            if not opts:
-                return
-            self.run_dataset(views.export_args(self.project_name, opts))
-
-        self.app.push_screen(ExportModal(), chosen)
-
-    def action_import(self) -> None:
-        def chosen(path: str | None) -> None:
-            if path:
-                self.run_dataset(["dataset", "import", path, "--project", self.project_name])
-
-        self.app.push_screen(PathModal("Import examples (Alpaca, ShareGPT, OpenAI JSONL or Parquet)", "file"), chosen)
-
-    @work(exclusive=True, group="dataset")
-    async def run_dataset(self, args: list[str]) -> None:
-        self.notify(f"{args[1]}ing ...")
-        outcome = await EngineRun(*args).run(lambda event: None)
-        summary = outcome.summary
-        if outcome.code != 0 or not summary:
-            self.notify(outcome.message, severity="error", timeout=20)
-        elif args[1] == "export":
-            self.notify(f"exported {summary.get('exported', 0)} examples to {summary.get('file')}", timeout=10)
-        else:
-            self.notify(
-                f"imported {summary.get('added', 0)} examples ({summary.get('already_present', 0)} already there)"
-            )
-            self.reload()

@@ -376,3 +376,20 @@ async def test_export_folder_picked_in_the_tree(db, project, tmp_path, monkeypat
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: any("exported 4 examples" in n for n in notes(app)))
         assert len((tmp_path / "a-out" / "training-alpaca.jsonl").read_text().splitlines()) == 4
+
+
+async def test_more_like_this_shows_the_closest_examples_and_esc_returns(db, project) -> None:
+    ids = fill(db, project, 25, seed=9)
+    first = review.get(db, ids[0])
+    twin = {"instruction": first.instruction, "input": first.input, "output": "other", "task_type": "qa"}
+    review.edit(db, project, ids[11], twin, "t")
+    app = SelfSpecApp(project="test")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        await pilot.press("m")  # the engine embeds every example (fake-hash embedder here)
+        await wait_for(pilot, lambda: screen.similar is not None, 60)
+        shown = list(table(screen).keys)
+        assert len(shown) == 20 and ids[0] not in shown and ids[11] in shown
+        assert f"the 20 most like #{ids[0]} (esc: all)" in str(screen.query_one("#review-title").render())
+        await pilot.press("escape")
+        assert screen.similar is None and len(table(screen).keys) == 25 and isinstance(app.screen, ReviewScreen)
