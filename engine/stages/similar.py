@@ -12,7 +12,7 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.stages.context import Context
-from engine.store import review
+from engine.store import examples, review
 
 BATCH = 256
 
@@ -24,7 +24,7 @@ def similar(ctx: Context, example_id: int, k: int) -> list[tuple[int, float]]:
     project = ctx.need_project()
     if k < 1:
         raise UserError("-k must be at least 1")
-    texts = review.texts(ctx.db, project)
+    texts = examples.texts(ctx.db, project)
     if example_id not in texts:
         raise UserError(f"no example with id {example_id} in {project.name}")
     ids = list(texts)

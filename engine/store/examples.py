@@ -66,3 +66,11 @@ def training_set(
     rows = db.query(sql + " ORDER BY id", params)
     for r in rows:
         yield from_row(Example, r, ("provenance", "passages"))
+
+
+def texts(db: Database, project: Project) -> dict[int, str]:
+    """Every example's instruction and input, by id (what similarity is judged on)."""
+    rows = db.execute(
+        "SELECT id, instruction, input FROM examples WHERE project_id = ? ORDER BY id", [project.id]
+    ).fetchall()
+    return {int(r[0]): f"{r[1]}\n{r[2]}".strip() for r in rows}

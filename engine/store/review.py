@@ -397,11 +397,3 @@ def _describe(f: Filter) -> str:
     if f.ids and len(f.ids) > 5:
         parts = [p for p in parts if not p.startswith("ids=")] + [f"{len(f.ids)} ids"]
     return ", ".join(parts)[:300]
-
-
-def texts(db: Database, project: Project) -> dict[int, str]:
-    """Every example's instruction and input, by id (what similarity is judged on)."""
-    rows = db.execute(
-        "SELECT id, instruction, input FROM examples WHERE project_id = ? ORDER BY id", [project.id]
-    ).fetchall()
-    return {int(r[0]): f"{r[1]}\n{r[2]}".strip() for r in rows}

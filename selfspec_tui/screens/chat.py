@@ -23,7 +23,7 @@ from engine.spec.commands import stage
 from engine.store import chats, projects
 from selfspec_tui.engine_client import ChatSession
 from selfspec_tui.screens.base import AppScreen
-from selfspec_tui.screens.chat_text import transcript
+from selfspec_tui.screens.chat_text import passages_text, transcript
 from selfspec_tui.widgets.text_pane import TextPane
 
 # the sampling settings sent with every message: the chat command's knobs (labels and defaults)
@@ -358,14 +358,7 @@ class ChatScreen(AppScreen):
         )
 
     def show_passages(self, passages: list[dict[str, Any]], asked: bool) -> None:
-        box = self.query_one("#chat-passages", Static)
-        if not passages:
-            box.update("no corpus passage scored above the floor: answered without one" if asked else "")
-            return
-        lines = [f"passages read ({len(passages)}):"]
-        for i, p in enumerate(passages, 1):
-            lines.append(f"[{i}] {p['source']} · {p['score']:.2f} · {str(p['text'])[:150]}")
-        box.update(escape("\n".join(lines)))
+        self.query_one("#chat-passages", Static).update(escape(passages_text(passages, asked)))
 
     def action_conversations(self) -> None:
         self.query_one("#conversations", DataTable).focus()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 
 
@@ -21,3 +23,13 @@ def transcript(shown: list[tuple[str, str, str]], live: str | None) -> Text:
         out.append(live.lstrip() or "…")
         out.append("▌", style="bold")
     return out
+
+
+def passages_text(passages: list[dict[str, Any]], asked: bool) -> str:
+    """The corpus passages a grounded turn read, a line each, for under the replies."""
+    if not passages:
+        return "no corpus passage scored above the floor: answered without one" if asked else ""
+    lines = [f"passages read ({len(passages)}):"]
+    for i, p in enumerate(passages, 1):
+        lines.append(f"[{i}] {p['source']} · {p['score']:.2f} · {str(p['text'])[:150]}")
+    return "\n".join(lines)

@@ -91,23 +91,25 @@ class JobsScreen(TableKeys, AppScreen):
             f"{live} running ({len(others)} in other processes)" if live else "nothing is running"
         )
 
-    def _selected(self) -> str | None:
+    def _selected(self) -> tuple[str, int] | None:
+        """("job", app job id) or ("run", run id) of the highlighted row."""
         table = self.query_one("#jobs", DataTable)
         if not table.row_count:
             return None
-        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        kind, ident = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value).split(":", 1)
+        return kind, int(ident)
 
     def action_cancel(self) -> None:
-        key = self._selected()
-        if key is None:
+        picked = self._selected()
+        if picked is None:
             return
-        kind, ident = key.split(":", 1)
+        kind, ident = picked
         if kind == "job":
-            job = self.jobs.find(int(ident))
+            job = self.jobs.find(ident)
             if job is not None and self.jobs.cancel(job):
                 self.notify(f"cancelling {job.label} of {job.project}: finished work is kept")
             return
-        run = runs.get(self.db, int(ident))
+        run = runs.get(self.db, ident)
         if run is None or run.status != runs.ACTIVE or not run.pid:
             return
         try:
@@ -121,15 +123,15 @@ class JobsScreen(TableKeys, AppScreen):
         self.action_open()  # the table takes enter itself
 
     def action_open(self) -> None:
-        key = self._selected()
-        if key is None:
+        picked = self._selected()
+        if picked is None:
             return
-        kind, ident = key.split(":", 1)
+        kind, ident = picked
         if kind == "job":
-            job = self.jobs.find(int(ident))
+            job = self.jobs.find(ident)
             project, stage = (job.project, job.key) if job else (None, "")
         else:
-            run = runs.get(self.db, int(ident))
+            run = runs.get(self.db, ident)
             names = {p.id: p.name for p in projects.list_all(self.db)}
             project, stage = (names.get(run.project_id or 0), run.stage) if run else (None, "")
         action = STAGE_SCREENS.get(stage)
