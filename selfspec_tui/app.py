@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from engine.errors import UserError
@@ -17,13 +20,19 @@ from selfspec_tui.screens.project import ProjectScreen
 from selfspec_tui.screens.projects import ProjectsScreen
 
 
+def short_paths(text: str) -> str:
+    """`text` with the user's home folder written as ~ (a path in a toast then keeps its file name)."""
+    home = str(Path.home()).rstrip(os.sep)
+    return text.replace(home + os.sep, "~" + os.sep) if home else text
+
+
 class SelfSpecApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "selfspec-tui"
     SUB_TITLE = "carve a domain expert out of a local LLM"
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
         Binding("ctrl+t", "jobs", "Jobs", priority=True),
-        Binding("question_mark,f1", "help", "Keys"),
+        Binding("question_mark,f1", "help", "Keys", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
     ]
 
@@ -89,6 +98,19 @@ class SelfSpecApp(App[None]):
         except HANDLED as exc:
             self.notify(user_message(exc) or str(exc), severity="error", timeout=15)
             return True
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notifications carry file names, seed text and engine messages: shown as written (a '[' in a
+        path is not console markup), with the home folder written as ~ so a path fits the toast."""
+        super().notify(short_paths(message), title=title, severity=severity, timeout=timeout, markup=markup)
 
     def _handle_exception(self, error: Exception) -> None:
         inner = getattr(error, "error", error)  # a failed worker wraps its exception

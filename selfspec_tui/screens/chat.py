@@ -17,13 +17,14 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
 
-from engine.errors import UserError
 from engine.spec import events as ev
 from engine.spec.commands import stage
 from engine.store import chats, projects
 from selfspec_tui.engine_client import ChatSession
 from selfspec_tui.screens.base import AppScreen
+from selfspec_tui.screens.chat_conversations import ConversationActions
 from selfspec_tui.screens.chat_text import passages_text, transcript
+from selfspec_tui.widgets.plain_table import PlainTable
 from selfspec_tui.widgets.text_pane import TextPane
 
 # the sampling settings sent with every message: the chat command's knobs (labels and defaults)
@@ -45,7 +46,7 @@ def read_sampling(values: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-class ChatScreen(AppScreen):
+class ChatScreen(ConversationActions, AppScreen):
     BINDINGS = [
         Binding("ctrl+x", "stop", "Stop reply", priority=True),
         Binding("ctrl+n", "new", "New chat", priority=True),
@@ -73,7 +74,7 @@ class ChatScreen(AppScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="title", classes="screen-title")
+        yield Static("", id="title", classes="screen-title", markup=False)
         with Grid(id="chat-controls"):  # 6 columns when they fit, else 3 (on_resize)
             with Vertical(classes="field"):
                 yield Label("model")
@@ -89,7 +90,7 @@ class ChatScreen(AppScreen):
                     yield Label(k.label)
                     yield Input(k.default_text(), id=k.name, compact=True)
         with Horizontal(id="chat-body"):
-            yield DataTable(id="conversations", cursor_type="row")
+            yield PlainTable(id="conversations", cursor_type="row")
             for pane in (0, 1):
                 with Vertical(id=f"pane-{pane}", classes="chat-pane"):
                     yield Static("", id=f"head-{pane}", classes="pane-head")
@@ -109,7 +110,7 @@ class ChatScreen(AppScreen):
 
     def on_mount(self) -> None:
         project = projects.get(self.db, self.project_name)
-        self.query_one("#title", Static).update(f"Chat · {project.name}  ·  base model: {project.base_model}")
+        self.query_one("#title", Static).update(Text(f"Chat · {project.name}  ·  base model: {project.base_model}"))
         self.query_one("#conversations", DataTable).add_columns("id", "conversation")
         self.refresh_conversations()
         self.query_one("#pane-1").display = False
@@ -282,73 +283,6 @@ class ChatScreen(AppScreen):
             self.run_worker(self.session.stop(), group="chat-stop")
             self.status("stopping ...")
 
-    # --- conversations ----------------------------------------------------------------------
-
-    def refresh_conversations(self) -> None:
-        table = self.query_one("#conversations", DataTable)
-        table.clear()
-        project = projects.get(self.db, self.project_name)
-        for c in chats.list_for(self.db, project):
-            cell = Text.assemble((c.title or "(empty)")[:40], "\n", (" | ".join(c.models), "dim"))
-            table.add_row(str(c.id), cell, key=str(c.id), height=2)
-        if self.conversation is not None:
-            try:
-                table.move_cursor(row=table.get_row_index(str(self.conversation.id)))
-            except Exception:  # the row is gone (deleted elsewhere)
-                pass
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is None:
-            return
-        if self.streaming:
-            self.notify("a reply is streaming: ctrl+x stops it first", severity="warning")
-            return
-        self.load(int(event.row_key.value))
-        self.query_one("#message", Input).focus()
-
-    def load(self, conversation_id: int) -> None:
-        """Show a stored conversation and set the model choice and system prompt to its own."""
-        try:
-            self.conversation = chats.get(self.db, conversation_id)
-        except UserError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        conv = self.conversation
-        self.query_one("#system", Input).value = conv.system
-        if self._offered(conv.models):
-            self._select(conv.models)
-        elif self.models:
-            gone = ", ".join(s for s in conv.models if s not in self.models)
-            self.notify(f"no longer available: {gone}; a new message starts a new conversation", severity="warning")
-        self._reload_shown()
-        self._show_panes(len(conv.models))
-        self.refresh_conversations()
-
-    def _reload_shown(self) -> None:
-        self.shown = [[], []]
-        self.live, self.pieces = [], []
-        if self.conversation is not None:
-            for m in chats.messages(self.db, self.conversation.id):
-                if m.role == "user":
-                    for pane in range(len(self.conversation.models)):
-                        self.shown[pane].append(("user", m.content, ""))
-                elif 0 <= m.pane < 2:
-                    rate = max(0, m.tokens - 1) / m.seconds if m.seconds else 0.0
-                    note = f"{m.tokens} tokens · {rate:.1f} tok/s" + (" · stopped" if m.stopped else "")
-                    self.shown[m.pane].append(("assistant", m.content, note))
-        self.paint()
-
-    def action_new(self) -> None:
-        if self.streaming:
-            self.notify("a reply is streaming: ctrl+x stops it first", severity="warning")
-            return
-        self.conversation = None
-        self.shown, self.live, self.pieces = [[], []], [], []
-        self.query_one("#conversations", DataTable).move_cursor(row=0)
-        self.paint()
-        self.query_one("#message", Input).focus()
-        self.status("new conversation: choose models and a system prompt, then type")
-
     def action_ground(self) -> None:
         self.grounded = not self.grounded
         self.status(
@@ -359,9 +293,6 @@ class ChatScreen(AppScreen):
 
     def show_passages(self, passages: list[dict[str, Any]], asked: bool) -> None:
         self.query_one("#chat-passages", Static).update(escape(passages_text(passages, asked)))
-
-    def action_conversations(self) -> None:
-        self.query_one("#conversations", DataTable).focus()
 
     def action_side_by_side(self) -> None:
         if self.streaming:

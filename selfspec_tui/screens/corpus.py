@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,6 +15,7 @@ from selfspec_tui.engine_client import EngineRun, SearchSession
 from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import PathModal
+from selfspec_tui.widgets.plain_table import PlainTable
 from selfspec_tui.widgets.run_progress import RunProgress
 
 
@@ -33,11 +35,11 @@ class CorpusScreen(TableKeys, AppScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="title", classes="screen-title")
-        yield DataTable(id="documents", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="title", classes="screen-title", markup=False)
+        yield PlainTable(id="documents", cursor_type="row", zebra_stripes=True)
         yield RunProgress(id="progress")
         yield Input(placeholder="search the corpus (/ to focus, enter to search)", id="query")
-        yield DataTable(id="hits", cursor_type="row")
+        yield PlainTable(id="hits", cursor_type="row")
         yield Static("", id="passage", classes="detail")
         yield Footer()
 
@@ -141,5 +143,6 @@ class CorpusScreen(TableKeys, AppScreen):
         hit = getattr(self, "_hits", {}).get(key)
         if hit:
             self.query_one("#passage", Static).update(
-                f"[b]{hit['score']:.3f}[/b]  {hit['source']} (chunk {hit['ordinal']})\n{hit['text']}"
+                f"[b]{hit['score']:.3f}[/b]  {escape(str(hit['source']))} (chunk {hit['ordinal']})\n"
+                + escape(hit["text"])
             )

@@ -17,6 +17,7 @@ from engine.spec.kinds import JobStatus
 from engine.store import evals, projects, seeds
 from selfspec_tui.forms import form_args
 from selfspec_tui.screens.run_screen import RunScreen
+from selfspec_tui.widgets.plain_table import PlainTable
 from selfspec_tui.widgets.run_progress import RunProgress
 from selfspec_tui.widgets.stage_form import StageForm
 
@@ -40,20 +41,20 @@ class EvaluateScreen(RunScreen):
     LEAVE_FOCUS = "#evals"
     CANCEL_NOTE = "cancelling: scored items are kept; ctrl+r resumes"
     BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
-        Binding("ctrl+h", "hold_out", "Hold out 20% of seeds", priority=True),
+        Binding("ctrl+h", "hold_out", "Hold out seeds", priority=True),
     ]
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="title", classes="screen-title")
+        yield Static("", id="title", classes="screen-title", markup=False)
         yield StageForm(EVAL, id="eval-form")
         yield RunProgress(id="progress")
         with Horizontal(id="eval-live"):
-            yield DataTable(id="evals", cursor_type="row")
+            yield PlainTable(id="evals", cursor_type="row")
             with Vertical(id="eval-right"):
                 yield PlotextPlot(id="eval-chart")
                 yield Static("", id="chart-key", classes="hint")
-                yield DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)
+                yield PlainTable(id="eval-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="eval-summary", classes="hint")
         yield Footer()
 

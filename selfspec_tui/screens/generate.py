@@ -15,6 +15,7 @@ from engine.spec.kinds import Phase
 from engine.store import generation, projects
 from selfspec_tui.forms import form_args, values_from
 from selfspec_tui.screens.run_screen import RunScreen
+from selfspec_tui.widgets.plain_table import PlainTable
 from selfspec_tui.widgets.run_progress import RunProgress
 from selfspec_tui.widgets.stage_form import StageForm
 
@@ -41,7 +42,7 @@ class GenerateScreen(RunScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="title", classes="screen-title")
+        yield Static("", id="title", classes="screen-title", markup=False)
         yield Static("", id="latest", classes="hint")
         yield StageForm(GENERATE, id="gen-form")
         yield Static("", id="cost", classes="hint")
@@ -49,7 +50,7 @@ class GenerateScreen(RunScreen):
         with Horizontal(id="gen-live"):
             with Vertical(id="gen-left"):
                 yield Static("", id="counters")
-                yield DataTable(id="reasons", cursor_type="none")
+                yield PlainTable(id="reasons", cursor_type="none")
             yield RichLog(id="items", max_lines=300, wrap=True, markup=False)
         yield Footer()
 

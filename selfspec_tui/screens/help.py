@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Static
 
+from selfspec_tui.widgets.plain_table import PlainTable
+
 NAMES = {"question_mark": "?", "escape": "esc", "enter": "enter", "space": "space", "slash": "/"}
 
 
@@ -59,7 +61,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(self.title_text, classes="title")
             if self.about:
                 yield Static(self.about, classes="hint")
-            yield DataTable(id="help-keys", cursor_type="row", show_cursor=False)
+            yield PlainTable(id="help-keys", cursor_type="row", show_cursor=False)
             yield Static("esc or ? closes · ctrl+p searches every action", classes="hint")
 
     def on_mount(self) -> None:

@@ -20,6 +20,7 @@ from engine.store import projects, runs
 from selfspec_tui.jobs import Job, Jobs
 from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
+from selfspec_tui.widgets.plain_table import PlainTable
 
 STAGE_SCREENS = {"generate": "generate", "train": "train", "export": "train", "eval run": "evaluate"}
 """a run's stage -> the project screen action that shows it"""
@@ -56,7 +57,7 @@ class JobsScreen(TableKeys, AppScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("Jobs: every run of every project", classes="screen-title")
-        yield DataTable(id="jobs", cursor_type="row")
+        yield PlainTable(id="jobs", cursor_type="row")
         yield Static("", id="jobs-note", classes="hint")
         yield Footer()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -50,7 +51,7 @@ class NewProjectModal(ModalScreen[dict[str, str] | None]):
             yield Input(placeholder="name (lowercase, digits, - or _)", id="name")
             yield Input(placeholder="domain, e.g. biomedicine", id="domain")
             yield Select([(m, m) for m in self.models], value=self.models[0], allow_blank=False, id="model")
-            yield Label("", id="error", classes="error")
+            yield Label("", id="error", classes="error", markup=False)
             yield Label("enter: next field   ctrl+s: create   esc: cancel", classes="hint")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -67,7 +68,7 @@ class NewProjectModal(ModalScreen[dict[str, str] | None]):
             if not domain:
                 raise UserError("a domain is needed, e.g. 'biomedicine'")
         except UserError as exc:
-            self.query_one("#error", Label).update(str(exc))
+            self.query_one("#error", Label).update(Text(str(exc)))
             return
         model = str(self.query_one("#model", Select).value)
         self.dismiss({"name": name, "domain": domain, "base_model": model})
@@ -136,7 +137,7 @@ class SeedModal(ModalScreen[dict[str, Any] | None]):
             yield TextArea(v.get("output", ""), id="output", classes="short")
             yield Label("task type")
             yield Input(v.get("task_type", "general"), id="task_type")
-            yield Label("", id="error", classes="error")
+            yield Label("", id="error", classes="error", markup=False)
             yield Label("tab: next field   ctrl+s: save   esc: cancel", classes="hint")
 
     def action_save(self) -> None:
@@ -144,7 +145,7 @@ class SeedModal(ModalScreen[dict[str, Any] | None]):
         fields["task_type"] = self.query_one("#task_type", Input).value.strip()
         _, problems = check_seed(fields, "seed", None)
         if problems:
-            self.query_one("#error", Label).update(str(ValidationError(problems)))
+            self.query_one("#error", Label).update(Text(str(ValidationError(problems))))
             return
         self.dismiss(fields)
 

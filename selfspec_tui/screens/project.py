@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
@@ -11,6 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from engine.store import projects, runs
 from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
+from selfspec_tui.widgets.plain_table import PlainTable
 
 
 class ProjectScreen(TableKeys, AppScreen):
@@ -32,11 +34,11 @@ class ProjectScreen(TableKeys, AppScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="overview", classes="screen-title")
+        yield Static("", id="overview", classes="screen-title", markup=False)
         yield Static("", id="counts")
         yield Static("", id="state", classes="hint")
         yield Static("Recent runs", classes="section")
-        yield DataTable(id="runs", cursor_type="row")
+        yield PlainTable(id="runs", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -50,7 +52,9 @@ class ProjectScreen(TableKeys, AppScreen):
         db = self.db
         p = projects.get(db, self.project_name)
         s = projects.summary(db, p)
-        self.query_one("#overview", Static).update(f"{p.name}  ·  domain: {p.domain}  ·  base model: {p.base_model}")
+        self.query_one("#overview", Static).update(
+            Text(f"{p.name}  ·  domain: {p.domain}  ·  base model: {p.base_model}")
+        )
         self.query_one("#counts", Static).update(
             f"seeds: {s['seeds']} in {s['seed_sets']} set(s)    documents: {s['documents']}"
             f"    chunks: {s['chunks']} ({s['embedded']} embedded)"

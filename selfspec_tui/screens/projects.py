@@ -11,6 +11,7 @@ from selfspec_tui.errors import HANDLED, user_message
 from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import ConfirmModal, NewProjectModal
+from selfspec_tui.widgets.plain_table import PlainTable
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -27,7 +28,7 @@ class ProjectsScreen(TableKeys, AppScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("Projects", classes="screen-title")
-        yield DataTable(id="projects", cursor_type="row", zebra_stripes=True)
+        yield PlainTable(id="projects", cursor_type="row", zebra_stripes=True)
         yield Static("", id="empty-hint", classes="hint")
         yield Footer()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,6 +20,7 @@ from selfspec_tui.errors import HANDLED, user_message
 from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
 from selfspec_tui.screens.modals import ConfirmModal, PathModal, SeedModal
+from selfspec_tui.widgets.plain_table import PlainTable
 from selfspec_tui.widgets.run_progress import RunProgress
 
 
@@ -38,11 +41,11 @@ class SeedsScreen(TableKeys, AppScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="title", classes="screen-title")
+        yield Static("", id="title", classes="screen-title", markup=False)
         with Horizontal(id="filters"):
             yield Input(placeholder="filter text (/ to focus)", id="text")
             yield Input(placeholder="task type", id="task_type")
-        yield DataTable(id="seeds", cursor_type="row", zebra_stripes=True)
+        yield PlainTable(id="seeds", cursor_type="row", zebra_stripes=True)
         yield Static("", id="detail", classes="detail")
         yield RunProgress(id="progress")
         yield Footer()
@@ -74,9 +77,11 @@ class SeedsScreen(TableKeys, AppScreen):
         types = ", ".join(f"{t} {n}" for t, n in seeds.task_types(db, self.project))
         held = sum(1 for x in found if x.held_out)
         self.query_one("#title", Static).update(
-            f"Seeds of {self.project_name}: {len(found)} shown"
-            + (f", {held} held out for evaluation" if held else "")
-            + (f"   [{types}]" if types else "")
+            Text(
+                f"Seeds of {self.project_name}: {len(found)} shown"
+                + (f", {held} held out for evaluation" if held else "")
+                + (f"   [{types}]" if types else "")
+            )
         )
         self._show_detail()
 
@@ -101,7 +106,10 @@ class SeedsScreen(TableKeys, AppScreen):
         text = (
             ""
             if s is None
-            else (f"[b]Instruction[/b] {s.instruction}\n[b]Input[/b] {s.input or '(none)'}\n[b]Output[/b] {s.output}")
+            else (
+                f"[b]Instruction[/b] {escape(s.instruction)}\n[b]Input[/b] {escape(s.input or '(none)')}\n"
+                f"[b]Output[/b] {escape(s.output)}"
+            )
         )
         self.query_one("#detail", Static).update(text)
 

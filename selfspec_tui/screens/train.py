@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -16,6 +17,7 @@ from engine.spec.kinds import JobStatus
 from engine.store import adapters, projects
 from selfspec_tui.forms import form_args
 from selfspec_tui.screens.run_screen import RunScreen
+from selfspec_tui.widgets.plain_table import PlainTable
 from selfspec_tui.widgets.run_progress import RunProgress
 from selfspec_tui.widgets.stage_form import StageForm
 
@@ -47,14 +49,14 @@ class TrainScreen(RunScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="title", classes="screen-title")
+        yield Static("", id="title", classes="screen-title", markup=False)
         yield StageForm(TRAIN, id="train-form")
         yield RunProgress(id="progress")
         with Horizontal(id="train-live"):
             yield PlotextPlot(id="loss-chart")
             with Vertical(id="train-side"):
-                yield Static("", id="train-numbers")
-                yield DataTable(id="adapters", cursor_type="row")
+                yield Static("", id="train-numbers", markup=False)
+                yield PlainTable(id="adapters", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -131,7 +133,7 @@ class TrainScreen(RunScreen):
                 f"lr {x.get('lr', 0):.2e}   {rate or 0:.0f} tok/s   ETA {_eta(event.eta_s)}"
             )
         elif isinstance(event, ev.Log):
-            self.query_one("#train-numbers", Static).update(event.message[:300])
+            self.query_one("#train-numbers", Static).update(Text(event.message[:300]))
 
     def action_start(self, new: bool) -> None:
         """ctrl+n with the name field blank asks for the new adapter's name first."""
@@ -202,8 +204,10 @@ class TrainScreen(RunScreen):
             parity = {k[7:]: str(v) for k, v in summary.items() if k.startswith("parity_")}
             lines = "\n".join(f"{name}: {text}" for name, text in parity.items())
             self.query_one("#train-numbers", Static).update(
-                f"exported {summary.get('adapter')} to\n{summary.get('folder')}\nparity (vs the merged model):\n{lines}"
-                f"\nOllama: {summary.get('ollama', '')}"
+                Text(
+                    f"exported {summary.get('adapter')} to\n{summary.get('folder')}\nparity (vs the merged model):\n"
+                    f"{lines}\nOllama: {summary.get('ollama', '')}"
+                )
             )
             top1 = ", ".join(f"{name} {text.split('top-1 ')[-1].split(' ')[0]}" for name, text in parity.items())
             return f"exported {summary.get('adapter')}: top-1 agreement {top1} (details beside the chart)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar
@@ -16,7 +17,7 @@ class RunProgress(Vertical):
     def compose(self) -> ComposeResult:
         yield Label("", id="phase")
         yield ProgressBar(total=None, show_eta=False, id="bar")
-        yield Label("", id="stats")
+        yield Label("", id="stats", markup=False)
 
     def on_mount(self) -> None:
         self.display = False
@@ -32,12 +33,12 @@ class RunProgress(Vertical):
             bar = self.query_one(ProgressBar)
             bar.update(total=event.total if event.total else None, progress=event.done)
             self.query_one("#phase", Label).update(event.stage)
-            self.query_one("#stats", Label).update(describe_progress(event))
+            self.query_one("#stats", Label).update(Text(describe_progress(event)))
         elif isinstance(event, ev.Log):
-            self.query_one("#stats", Label).update(event.message[:200])
+            self.query_one("#stats", Label).update(Text(event.message[:200]))
 
     def end(self, message: str) -> None:
-        self.query_one("#stats", Label).update(message)
+        self.query_one("#stats", Label).update(Text(message))
         bar = self.query_one(ProgressBar)
         if bar.total is None:
             bar.update(total=1, progress=1)

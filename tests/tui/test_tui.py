@@ -59,7 +59,7 @@ async def test_seeds_browse_filter_add_edit_delete(db, project) -> None:
         table = screen.query_one(DataTable)
         total = table.row_count
         assert total >= 60 and "1 held out for evaluation" in str(screen.query_one("#title").render())
-        assert table.get_row(str(held.id))[-1] == "held out (eval)"
+        assert str(table.get_row(str(held.id))[-1]) == "held out (eval)"
         await pilot.press("slash", *"metformin")
         await pilot.pause()
         assert 0 < table.row_count < total
