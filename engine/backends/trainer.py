@@ -20,11 +20,22 @@ from pathlib import Path
 from typing import Any
 
 from engine.backends import state_io
+from engine.backends.base_load import load_base
 from engine.backends.encoding import IGNORE, Encoded, TrainExample, encode, epoch_batches
 from engine.errors import UserError
 from engine.spec.prompts import alpaca_prompt
 
-__all__ = ["IGNORE", "Encoded", "LoraRun", "TrainExample", "alpaca_prompt", "encode", "epoch_batches", "load_base"]
+__all__ = [
+    "IGNORE",
+    "Encoded",
+    "LoraRun",
+    "StepLoop",
+    "TrainExample",
+    "alpaca_prompt",
+    "encode",
+    "epoch_batches",
+    "load_base",
+]
 
 
 def steps_per_epoch(n_examples: int, micro: int, accumulation: int) -> int:
@@ -42,71 +53,14 @@ class Position:
     val_losses: list[float] = field(default_factory=list)
 
 
-def _device(requested: str) -> str:
-    import torch
+class StepLoop:
+    """A model with some trainable parameters, its optimizer and schedule, stepped one optimizer step
+    at a time. LoRA training (LoraRun) and a mixture's router training (engine.backends.moe) share it:
+    a subclass says how the model is wrapped (`wrap`) and how its trained weights are saved and read."""
 
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA GPU is available here (use --device cpu)")
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
-
-
-def load_base(kind: str, path: Path, device: str, quantize: str) -> tuple[Any, Any, dict[str, Any]]:
-    """A fresh model instance and its tokenizer, ready for LoRA.
-
-    Always a new instance: bitsandbytes repacks 4-bit weights after generate() on CPU, after
-    which training the same instance silently gets no gradients.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    dev = _device(device)
-    four_bit = quantize == "4bit" or (quantize == "auto" and dev == "cuda")
-    if four_bit and dev != "cuda":
-        raise UserError("4-bit QLoRA needs a CUDA GPU here; use --quantize none on CPU")
-    dtype = torch.bfloat16 if dev == "cuda" else torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype}
-    if kind == "gguf":
-        folder, kwargs["gguf_file"] = path.parent, path.name
-        if four_bit:
-            four_bit = False  # GGUF weights are dequantized on load; quantizing them again would lose more
-    elif kind == "hf":
-        folder = path
-    else:
-        raise UserError(f"cannot train a {kind!r} model")
-    if four_bit:
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
-        kwargs["device_map"] = {"": 0}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            folder, **({"gguf_file": kwargs["gguf_file"]} if kind == "gguf" else {})
-        )
-        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    except Exception as exc:  # any failure to read the user's model files is a problem with those files
-        first = (str(exc).splitlines() or [""])[0][:300]
-        raise UserError(f"cannot load the base model from {path}: {type(exc).__name__}: {first}") from exc
-    if kind == "gguf":  # the weights are dequantized; the GGUF "quantizer" would only block training and saving
-        setattr(model, "hf_quantizer", None)  # noqa: B010
-        setattr(model, "is_quantized", False)  # noqa: B010
-        if hasattr(model.config, "quantization_config"):  # else save_pretrained writes a GGUF marker
-            del model.config.quantization_config
-    if not four_bit:
-        model = model.to(dev)  # type: ignore[arg-type]
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer, {"device": dev, "four_bit": four_bit, "dtype": str(dtype).replace("torch.", "")}
-
-
-class LoraRun:
-    """The model with its adapter, optimizer and schedule, stepped one optimizer step at a time."""
+    WEIGHTS = "adapter_model.safetensors"
+    """the file of trained weights a checkpoint holds"""
+    NOTHING_TO_TRAIN = "the model has no trainable parameters"
 
     def __init__(
         self,
@@ -119,7 +73,6 @@ class LoraRun:
         threads: int,
     ) -> None:
         import torch
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
         from transformers import get_scheduler
 
         torch.set_num_threads(max(1, threads))
@@ -127,25 +80,10 @@ class LoraRun:
         self.device = info["device"]
         self.pad = tokenizer.pad_token_id
         torch.manual_seed(cfg.seed)
-        checkpointing = cfg.gradient_checkpointing == "on" or (
-            cfg.gradient_checkpointing == "auto" and self.device == "cuda"
-        )
-        if info["four_bit"]:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
-        elif checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-        lora = LoraConfig(
-            r=cfg.rank,
-            lora_alpha=cfg.alpha,
-            lora_dropout=cfg.dropout,
-            target_modules="all-linear",
-            task_type="CAUSAL_LM",
-        )
-        self.model = get_peft_model(model, lora)
+        self.model = self.wrap(model)
         self.trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         if not self.trainable:
-            raise UserError("LoRA found no linear projection modules to adapt in this model")
+            raise UserError(self.NOTHING_TO_TRAIN)
         self.optimizer = torch.optim.AdamW(
             [p for _, p in self.trainable], lr=cfg.learning_rate, weight_decay=cfg.weight_decay
         )
@@ -163,6 +101,19 @@ class LoraRun:
         self.lengths = [len(e.input_ids) for e in train]
         self.pos = Position()
         self._order: tuple[int, list[list[int]]] | None = None
+
+    def wrap(self, model: Any) -> Any:
+        """The model to step, with requires_grad set on exactly the parameters to train."""
+        return model
+
+    def save_weights(self, folder: Path) -> None:
+        self.model.save_pretrained(str(folder))
+
+    def load_weights(self, folder: Path) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(self.model, load_file(str(folder / self.WEIGHTS)))
 
     # ---- batches ------------------------------------------------------------------------------
 
@@ -306,7 +257,7 @@ class LoraRun:
         partial = folder / (final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        self.model.save_pretrained(str(partial))
+        self.save_weights(partial)
         rng = {
             "torch": torch.get_rng_state(),
             "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
@@ -330,10 +281,8 @@ class LoraRun:
     def load_checkpoint(self, path: Path) -> None:
         import numpy as np
         import torch
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
 
-        set_peft_model_state_dict(self.model, load_file(str(path / "adapter_model.safetensors")))
+        self.load_weights(path)
         try:
             state = state_io.load_state(path)
         except state_io.StateFormatError as exc:
@@ -351,15 +300,42 @@ class LoraRun:
     def save_adapter(self, folder: Path) -> None:
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        self.model.save_pretrained(str(partial))
+        self.save_weights(partial)
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)
 
 
-def newest_checkpoint(folder: Path) -> Path | None:
+class LoraRun(StepLoop):
+    """LoRA (or QLoRA on a 4-bit base) on every linear projection of the model, through peft."""
+
+    NOTHING_TO_TRAIN = "LoRA found no linear projection modules to adapt in this model"
+
+    def wrap(self, model: Any) -> Any:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        cfg = self.cfg
+        checkpointing = cfg.gradient_checkpointing == "on" or (
+            cfg.gradient_checkpointing == "auto" and self.device == "cuda"
+        )
+        if self.info["four_bit"]:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+        elif checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+        lora = LoraConfig(
+            r=cfg.rank,
+            lora_alpha=cfg.alpha,
+            lora_dropout=cfg.dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(model, lora)
+
+
+def newest_checkpoint(folder: Path, weights: str = StepLoop.WEIGHTS) -> Path | None:
     done = sorted(p for p in folder.glob("step-*") if not p.name.endswith(".partial") and p.is_dir())
     for p in reversed(done):
         # checkpoints of older versions (pickled .pt files) are never read
-        if (p / "position.json").exists() and (p / "adapter_model.safetensors").exists() and state_io.has_state(p):
+        if (p / "position.json").exists() and (p / weights).exists() and state_io.has_state(p):
             return p
     return None

@@ -17,7 +17,7 @@ from sqlite_utils import Database
 
 from engine import paths
 from engine.errors import UserError
-from engine.store.migrations import migrations
+from engine.store.migrations2 import migrations
 
 BUSY_TIMEOUT_MS = int(os.environ.get("SELFSPEC_BUSY_TIMEOUT_MS", "10000"))
 QUICK_CHECK_MAX_BYTES = 64 * 2**20  # quick_check reads every page, ~3.4 ms per MiB (bench/store_open.py)

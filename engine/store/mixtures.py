@@ -1,0 +1,123 @@
+"""Mixtures (Self-MoE): named sets of experts from one or more projects, sharing a base model, with
+the router trained over them, its data fingerprint, per-step losses and metrics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from engine import paths
+from engine.errors import UserError
+from engine.store.adapters import StepRecord
+from engine.store.db import now, write_txn
+from engine.store.records import from_row
+
+
+@dataclass(frozen=True)
+class Mixture:
+    id: int
+    name: str
+    base_model: str
+    experts: list[dict[str, Any]]
+    """per expert, in router order: project, adapter, adapter_id, fingerprint, path (the peft folder)"""
+    config: dict[str, Any]
+    fingerprint: str
+    """sha256 of the router's training data snapshot ('' before the first training run)"""
+    examples: int
+    status: str
+    """created, training, interrupted, failed or done"""
+    metrics: dict[str, Any]
+    path: str
+    created_at: str
+    updated_at: str
+
+    def expert_names(self) -> list[str]:
+        return [f"{e['project']}/{e['adapter']}" for e in self.experts]
+
+
+def _mixture(row: dict[str, Any]) -> Mixture:
+    return from_row(Mixture, {**row, "path": paths.from_stored(row["path"])}, ("experts", "config", "metrics"))
+
+
+def create(db: Database, name: str, base_model: str, experts: list[dict[str, Any]], path: str) -> Mixture:
+    stamp = now()
+    with write_txn(db):
+        if db.execute("SELECT 1 FROM mixtures WHERE name = ?", [name]).fetchone():
+            raise UserError(f"a mixture named {name!r} already exists")
+        cur = db.execute(
+            "INSERT INTO mixtures (name, base_model, experts, path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [name, base_model, json.dumps(experts, sort_keys=True), paths.to_stored(path), stamp, stamp],
+        )
+    return get(db, int(cur.lastrowid or 0))
+
+
+def get(db: Database, mixture_id: int) -> Mixture:
+    rows = list(db.query("SELECT * FROM mixtures WHERE id = ?", [mixture_id]))
+    if not rows:
+        raise UserError(f"no mixture with id {mixture_id}")
+    return _mixture(rows[0])
+
+
+def by_name(db: Database, name: str) -> Mixture:
+    rows = list(db.query("SELECT * FROM mixtures WHERE name = ?", [name]))
+    if not rows:
+        known = ", ".join(m.name for m in list_all(db)) or "none yet"
+        raise UserError(f"no mixture named {name!r} (mixtures: {known})")
+    return _mixture(rows[0])
+
+
+def list_all(db: Database) -> list[Mixture]:
+    return [_mixture(r) for r in db.query("SELECT * FROM mixtures ORDER BY id")]
+
+
+def start_training(db: Database, mixture_id: int, config: dict[str, Any], fingerprint: str, examples: int) -> None:
+    """Freeze the router's settings and data for this mixture (its first training run)."""
+    with write_txn(db):
+        db.execute(
+            "UPDATE mixtures SET config = ?, fingerprint = ?, examples = ?, status = 'training', updated_at = ?"
+            " WHERE id = ?",
+            [json.dumps(config, sort_keys=True), fingerprint, examples, now(), mixture_id],
+        )
+
+
+def set_config(db: Database, mixture_id: int, config: dict[str, Any]) -> None:
+    with write_txn(db):
+        db.execute(
+            "UPDATE mixtures SET config = ?, updated_at = ? WHERE id = ?",
+            [json.dumps(config, sort_keys=True), now(), mixture_id],
+        )
+
+
+def set_status(db: Database, mixture_id: int, status: str, metrics: dict[str, Any] | None = None) -> None:
+    sets, params = ["status = ?", "updated_at = ?"], [status, now()]
+    if metrics is not None:
+        sets.append("metrics = ?")
+        params.append(json.dumps(metrics, sort_keys=True))
+    with write_txn(db):
+        db.execute(f"UPDATE mixtures SET {', '.join(sets)} WHERE id = ?", [*params, mixture_id])
+
+
+def record_step(db: Database, mixture_id: int, rec: StepRecord) -> None:
+    with write_txn(db):
+        db.execute(
+            "INSERT OR REPLACE INTO mixture_steps (mixture_id, step, epoch, loss, lr, tokens, seconds, val_loss)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [mixture_id, rec.step, rec.epoch, rec.loss, rec.lr, rec.tokens, rec.seconds, rec.val_loss],
+        )
+
+
+def forget_steps_after(db: Database, mixture_id: int, step: int) -> None:
+    with write_txn(db):
+        db.execute("DELETE FROM mixture_steps WHERE mixture_id = ? AND step > ?", [mixture_id, step])
+
+
+def steps(db: Database, mixture_id: int) -> list[StepRecord]:
+    rows = db.query(
+        "SELECT step, epoch, loss, lr, tokens, seconds, val_loss FROM mixture_steps WHERE mixture_id = ?"
+        " ORDER BY step",
+        [mixture_id],
+    )
+    return [from_row(StepRecord, r) for r in rows]
