@@ -44,9 +44,9 @@ def encode(tokenizer: Any, examples: Sequence[TrainExample], fmt: str, max_lengt
     out: list[Encoded] = []
     skipped = 0
     for ex in examples:
+        prompt = prompt_ids(tokenizer, ex.instruction, ex.input, fmt)
         if fmt == "chat":
             user = [{"role": "user", "content": user_turn(ex.instruction, ex.input)}]
-            prompt = _chat_ids(tokenizer, user, True)
             full = _chat_ids(tokenizer, [*user, {"role": "assistant", "content": ex.output.strip()}], False)
             if full[: len(prompt)] != prompt:  # a template that re-renders the prompt differently
                 full = prompt + tokenizer(ex.output.strip(), add_special_tokens=False)["input_ids"]
@@ -54,7 +54,6 @@ def encode(tokenizer: Any, examples: Sequence[TrainExample], fmt: str, max_lengt
             if not response or response[-1] != eos:
                 response = [*response, eos]
         else:
-            prompt = tokenizer(alpaca_prompt(ex.instruction, ex.input), add_special_tokens=True)["input_ids"]
             response = tokenizer(ex.output.strip(), add_special_tokens=False)["input_ids"] + [eos]
         ids = (list(prompt) + list(response))[:max_length]
         labels = ([IGNORE] * len(prompt) + list(response))[:max_length]
@@ -63,6 +62,14 @@ def encode(tokenizer: Any, examples: Sequence[TrainExample], fmt: str, max_lengt
             continue
         out.append(Encoded(ids, labels))
     return out, skipped
+
+
+def prompt_ids(tokenizer: Any, instruction: str, input_text: str, fmt: str) -> list[int]:
+    """The token ids a model tuned in `fmt` answers: the Alpaca prompt, or the chat template's user
+    turn with the assistant's turn opened."""
+    if fmt == "chat":
+        return _chat_ids(tokenizer, [{"role": "user", "content": user_turn(instruction, input_text)}], True)
+    return [int(x) for x in tokenizer(alpaca_prompt(instruction, input_text), add_special_tokens=True)["input_ids"]]
 
 
 def _chat_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:

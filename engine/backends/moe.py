@@ -278,3 +278,40 @@ def load_router(mixture: Any, file: Path) -> None:
         raise UserError(f"{file}: router of shape {tuple(weight.shape)}, expected {tuple(mixture.router.weight.shape)}")
     with torch.no_grad():
         mixture.router.weight.copy_(weight.to(mixture.router.weight.device))
+
+
+def tally_prompts(mixture: Any, prompts: list[list[int]]) -> list[int]:
+    """Top-1 choices per expert summed over several prompts (token ids), one forward each."""
+    import torch
+
+    total = [0] * mixture.router.out_features
+    device = mixture.router.weight.device
+    mixture.eval()
+    for ids in prompts:
+        for i, c in enumerate(route_counts(mixture, torch.tensor([ids], device=device))):
+            total[i] += c
+    return total
+
+
+def routed_answer(
+    mixture: Any, tokenizer: Any, ids: list[int], max_tokens: int, routing: str, seed: int = 0
+) -> tuple[str, list[int]]:
+    """A greedy answer routed per token (`routing`: router, random or uniform), and the prompt's tally."""
+    import torch
+
+    if routing not in ROUTINGS:
+        raise UserError(f"routing must be one of {', '.join(ROUTINGS)}, not {routing!r}")
+    mixture.route.mode = routing
+    mixture.route.generator = torch.Generator().manual_seed(seed)
+    counts = tally_prompts(mixture, [ids])
+    prompt = torch.tensor([ids], device=mixture.router.weight.device)
+    with torch.no_grad():
+        out = mixture.generate(
+            input_ids=prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=max_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    mixture.route.gate = None
+    return tokenizer.decode(out[0, prompt.shape[1] :], skip_special_tokens=True), counts

@@ -7,7 +7,7 @@ its handler function in `engine.commands`.
 
 from __future__ import annotations
 
-from engine.spec import chat, evaluate, generate, train
+from engine.spec import chat, evaluate, generate, mixture, train
 from engine.spec import events as ev
 from engine.spec.defaults import DEFAULT_MODEL
 from engine.spec.kinds import EXAMPLE_STATUSES
@@ -26,6 +26,7 @@ GROUPS = {
     "adapters": "list the project's adapters (experts) or choose the current one",
     "tools": "one-time setup of external tools",
     "eval": "evaluate the expert against its base (per dataset, with intervals and baselines)",
+    "mixture": "several experts behind a learned router (Self-MoE): create, train, list, chat",
 }
 _SELECT = (
     opt("--id", type=int, nargs="+", help="example ids"),
@@ -341,6 +342,41 @@ COMMANDS: tuple[Command, ...] = (
         "print a finished evaluation's table",
         project=True,
         options=(opt("id", type=int), opt("--json", metavar="FILE")),
+    ),
+    # ---- mixtures of experts (Self-MoE) --------------------------------------------------------
+    Command(
+        "mixture create",
+        _C + "mixture:create",
+        "name a mixture of finished experts on one base model",
+        options=(
+            opt("name"),
+            opt("--expert", action="append", required=True, metavar="PROJECT[/ADAPTER]", help="an expert (repeat)"),
+        ),
+    ),
+    Command(
+        "mixture train",
+        _C + "mixture:train",
+        "train the mixture's router on the experts' own data (resumable)",
+        description="Only the router trains; base and experts stay frozen. An unfinished router resumes from"
+        " its newest checkpoint.",
+        records_run=True,
+        config=mixture.RouterConfig,
+        knobs=mixture.knobs(),
+        resume="refuse-changes",
+        events=(ev.Progress, ev.Log),
+        options=(opt("name"),),
+    ),
+    Command("mixture list", _C + "mixture:list_", "mixtures with their experts, status and routing"),
+    Command(
+        "mixture chat",
+        _C + "mixture:chat",
+        "ask a trained mixture one question (transformers, routing per token)",
+        options=(
+            opt("name"),
+            opt("-q", "--question", required=True, help="the question"),
+            opt("--routing", default="router", choices=("router", "random", "uniform"), help="how tokens are routed"),
+            opt("--max-tokens", type=int, default=128, help="longest answer in tokens"),
+        ),
     ),
     # ---- the demo ---------------------------------------------------------------------------
     Command(

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,9 @@ from engine.spec.kinds import JobStatus
 from engine.spec.train import TrainConfig, build, describe_errors, run_control
 from engine.stages import models
 from engine.stages.context import Context, Interrupted
+from engine.stages.steps import drive
 from engine.store import adapters
-from engine.store.adapters import Adapter, StepRecord
+from engine.store.adapters import Adapter
 from engine.store.examples import training_set
 
 UNFINISHED = (JobStatus.TRAINING, JobStatus.INTERRUPTED, JobStatus.FAILED)
@@ -165,50 +165,15 @@ def _train(ctx: Context, adapter: Adapter) -> dict[str, Any]:
         f"training {adapter.name!r}: {len(encoded_train)} examples, {len(encoded_val)} held out, "
         f"{run.total_steps} steps of {cfg.batch_size} ({cfg.micro_batch} x {cfg.accumulation}), {mode}"
     )
-    progress = ctx.progress("train", run.total_steps, "steps", done=run.pos.step)
-    started = time.perf_counter()
-    tokens_here = 0
-    last_loss: float | None = None
-    val_loss: float | None = run.pos.val_losses[-1] if run.pos.val_losses else None
-    while not run.done():
-        out = run.step(ctx.should_stop)
-        if out is None or ctx.should_stop():
-            if out is not None:
-                _record(ctx, adapter, run, out, None)
-            saved = run.save_checkpoint(checkpoints, cfg.keep_checkpoints)
-            ctx.log(f"stopped; checkpoint {saved.name} written: training again resumes from it")
-            raise Interrupted()
-        step_val = None
-        if run.epoch_just_ended() or run.done():
-            step_val = run.validate()
-            if step_val is not None:
-                run.pos.val_losses.append(step_val)
-                val_loss = step_val
-        _record(ctx, adapter, run, out, step_val)
-        last_loss = out["loss"]
-        tokens_here += int(out["tokens"])
-        elapsed = time.perf_counter() - started
-        progress.extra = {
-            "loss": round(out["loss"], 4),
-            "lr": out["lr"],
-            "epoch": round(run.pos.step / max(1, run.per_epoch), 3),  # epochs done, from the step alone
-            "epochs": cfg.epochs,
-            "tokens_per_s": round(tokens_here / elapsed, 1) if elapsed > 0 else None,
-            "val_loss": round(val_loss, 4) if val_loss is not None else None,
-            "step_loss": {"step": run.pos.step, "loss": out["loss"], "val_loss": step_val},
-        }
-        progress.advance(1, force=True)
-        if run.pos.step % cfg.checkpoint_every == 0 and not run.done():
-            run.save_checkpoint(checkpoints, cfg.keep_checkpoints)
+    outcome = drive(ctx, run, checkpoints, cfg, lambda rec: adapters.record_step(ctx.db, adapter.id, rec))
     run.save_adapter(folder / "adapter")
-    elapsed = time.perf_counter() - started
     metrics = {
         "steps": run.pos.step,
-        "final_loss": last_loss,
-        "val_loss": val_loss,
+        "final_loss": outcome.last_loss,
+        "val_loss": outcome.val_loss,
         "val_losses": run.pos.val_losses,
         "tokens": run.pos.tokens,
-        "tokens_per_s": round(tokens_here / elapsed, 1) if elapsed > 0 and tokens_here else None,
+        "tokens_per_s": outcome.tokens_per_s(),
         "peak_memory_mb": round(run.peak_memory_mb(), 1),
         "device": info["device"],
         "four_bit": info["four_bit"],
@@ -237,11 +202,3 @@ def _train(ctx: Context, adapter: Adapter) -> dict[str, Any]:
         "path": str(folder / "adapter"),
         **{k: v for k, v in metrics.items() if k != "val_losses"},
     }
-
-
-def _record(ctx: Context, adapter: Adapter, run: Any, out: dict[str, float], val: float | None) -> None:
-    adapters.record_step(
-        ctx.db,
-        adapter.id,
-        StepRecord(run.pos.step, run.pos.epoch, out["loss"], out["lr"], int(out["tokens"]), out["seconds"], val),
-    )

@@ -116,8 +116,7 @@ def forget_steps_after(db: Database, mixture_id: int, step: int) -> None:
 
 def steps(db: Database, mixture_id: int) -> list[StepRecord]:
     rows = db.query(
-        "SELECT step, epoch, loss, lr, tokens, seconds, val_loss FROM mixture_steps WHERE mixture_id = ?"
-        " ORDER BY step",
+        "SELECT step, epoch, loss, lr, tokens, seconds, val_loss FROM mixture_steps WHERE mixture_id = ? ORDER BY step",
         [mixture_id],
     )
     return [from_row(StepRecord, r) for r in rows]

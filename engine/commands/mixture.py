@@ -1,0 +1,53 @@
+"""mixture create | train | list | chat."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from typing import Any
+
+from engine.spec.commands import stage
+from engine.spec.stage import given
+from engine.stages.context import Context
+
+
+def create(ctx: Context, a: Namespace) -> dict[str, Any]:
+    from engine.stages.mixture import create
+
+    return create(ctx, a.name, list(a.expert))
+
+
+def train(ctx: Context, a: Namespace) -> dict[str, Any]:
+    from engine.stages.mixture import open_router_training, train_router
+    from engine.store import locks, mixtures, projects
+
+    m = mixtures.by_name(ctx.db, a.name)
+    owner = projects.get(ctx.db, m.experts[0]["project"])  # the lock lives with the first expert's project
+    with locks.held(ctx.db, owner.id, f"mixture {m.name}", "mixture train"):
+        m, cfg = open_router_training(ctx, a.name, given(stage("mixture train").knobs, a))
+        return train_router(ctx, m, cfg)
+
+
+def list_(ctx: Context, a: Namespace) -> None:
+    from engine.stages.mixture import share_text
+    from engine.store import mixtures
+
+    rows = []
+    for m in mixtures.list_all(ctx.db):
+        routing = m.metrics.get("routing", {})
+        shown = "; ".join(f"{d}: {share_text(m, s)}" for d, s in routing.items())
+        rows.append([m.name, m.status, ", ".join(m.expert_names()), m.examples, m.metrics.get("final_loss", ""), shown])
+    ctx.table(
+        ["mixture", "status", "experts", "examples", "loss", "routing per domain"],
+        rows,
+        "no mixtures yet (selfspec-tui mixture create NAME --expert P1 --expert P2)",
+    )
+
+
+def chat(ctx: Context, a: Namespace) -> dict[str, Any]:
+    from engine.stages.mixture import ask
+
+    if a.max_tokens < 1:
+        from engine.errors import UserError
+
+        raise UserError("--max-tokens must be at least 1")
+    return ask(ctx, a.name, a.question, a.routing, a.max_tokens)

@@ -1,0 +1,130 @@
+"""Mixtures (Self-MoE) through the store and the CLI, on the tiny random Llama: two projects' experts,
+refusals named, the router trained with progress, cancel/resume and kill -9/resume giving the
+losses of a straight run, routing shares stored per domain, and a routed answer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine.stages.context import Interrupted
+from engine.stages.mixture import create, open_router_training, train_router
+from engine.stages.train import open_training, run_training
+from engine.store import mixtures, projects, review
+from engine.store.review import Filter
+from tests.engine.test_train import FAST, context
+from tests.helpers import ROOT, fill, run_engine
+
+ROUTER = {"learning_rate": 5e-2, "batch_size": 2, "micro_batch": 1, "epochs": 2, "checkpoint_every": 3}
+
+
+@pytest.fixture
+def two_experts(db, tiny_folder):
+    from engine.stages.models import register
+
+    register(db, tiny_folder, "tiny")
+    for name, domain, seed in (("bio", "biomedicine", 3), ("fin", "finance", 4)):
+        p = projects.create(db, name, domain, "tiny", {})
+        ids = fill(db, p, 10, seed=seed)
+        review.set_status(db, p, Filter(ids=tuple(ids)), "accepted", "x")
+        run_training(context(db, p), open_training(context(db, p), {**FAST, "epochs": 1}, "e1", None, False))
+    return db
+
+
+def steps(db, name: str) -> list[tuple[int, float]]:
+    return [(s.step, s.loss) for s in mixtures.steps(db, mixtures.by_name(db, name).id)]
+
+
+def test_create_refuses_what_cannot_be_mixed_and_names_it(two_experts) -> None:
+    r = run_engine("mixture", "create", "m", "--expert", "bio/e1")
+    assert r.returncode == 2 and "at least two experts" in r.stderr
+    r = run_engine("mixture", "create", "m", "--expert", "bio/e1", "--expert", "nope/e1")
+    assert r.returncode == 2 and "nope" in r.stderr and "Traceback" not in r.stderr
+    r = run_engine("mixture", "create", "m", "--expert", "bio/e1", "--expert", "bio/e1")
+    assert r.returncode == 2 and "named twice" in r.stderr
+    r = run_engine("mixture", "create", "../x", "--expert", "bio", "--expert", "fin")
+    assert r.returncode == 2 and "invalid mixture name" in r.stderr
+    r = run_engine("mixture", "create", "m", "--expert", "bio", "--expert", "fin/e1")  # bio's current expert
+    assert r.returncode == 0, r.stderr
+    assert mixtures.by_name(two_experts, "m").expert_names() == ["bio/e1", "fin/e1"]
+    r = run_engine("mixture", "create", "m", "--expert", "bio", "--expert", "fin")
+    assert r.returncode == 2 and "already exists" in r.stderr
+
+
+def test_router_cancel_then_resume_equals_a_straight_run(two_experts, home) -> None:
+    db = two_experts
+    ctx = context(db, None)
+    for name in ("straight", "again"):
+        create(ctx, name, ["bio/e1", "fin/e1"])
+    m, cfg = open_router_training(ctx, "straight", ROUTER)
+    out = train_router(ctx, m, cfg)
+    assert out["steps"] == 20 and set(mixtures.by_name(db, "straight").metrics["routing"]) == {"bio", "fin"}
+    want = steps(db, "straight")
+    events: list = []
+    ctx = context(db, None, events, stop_after=4)
+    m, cfg = open_router_training(ctx, "again", ROUTER)
+    with pytest.raises(Interrupted):
+        train_router(ctx, m, cfg)
+    assert mixtures.by_name(db, "again").status == "interrupted"
+    assert any(e.get("stage") == "router" and e.get("loss") is not None and e.get("total") == 20 for e in events)
+    with pytest.raises(Exception, match="other settings"):
+        open_router_training(context(db, None), "again", {**ROUTER, "top_k": 2})
+    m, cfg = open_router_training(context(db, None), "again", {})
+    train_router(context(db, None), m, cfg)
+    assert steps(db, "again") == want
+    r = run_engine("mixture", "list")
+    assert r.returncode == 0 and "straight" in r.stdout and "bio/e1" in r.stdout and "bio:" in r.stdout
+
+
+def test_kill_9_mid_router_training_then_resume_equals_uninterrupted(two_experts, home) -> None:
+    db = two_experts
+    args = ["--lr", "5e-2", "--batch-size", "2", "--micro-batch", "1", "--epochs", "3", "--checkpoint-every", "4"]
+    for name in ("straight", "killed"):
+        assert run_engine("mixture", "create", name, "--expert", "bio", "--expert", "fin").returncode == 0
+    assert run_engine("mixture", "train", "straight", *args).returncode == 0
+    want = steps(db, "straight")
+    cmd = [sys.executable, "-m", "engine", "--format", "text", "mixture", "train", "killed", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    con = sqlite3.connect(home / "selfspec.db")
+    deadline = time.monotonic() + 120
+    while con.execute(
+        "SELECT count(*) FROM mixture_steps s JOIN mixtures m ON m.id = s.mixture_id WHERE m.name = 'killed'"
+    ).fetchone()[0] < 10:
+        assert proc.poll() is None and time.monotonic() < deadline, "router training ended before it was killed"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert mixtures.by_name(db, "killed").status == "training" and len(steps(db, "killed")) < len(want)
+    r = run_engine("mixture", "train", "killed")
+    assert r.returncode == 0, r.stderr
+    assert "resumed from checkpoint" in r.stderr and steps(db, "killed") == want
+    r = run_engine("mixture", "train", "killed")
+    assert r.returncode == 2 and "already trained" in r.stderr
+
+
+def test_routed_answer_and_a_changed_expert_dataset_is_refused(two_experts, home) -> None:
+    from pathlib import Path
+
+    from engine import paths
+
+    db = two_experts
+    assert run_engine("mixture", "create", "m", "--expert", "bio", "--expert", "fin").returncode == 0
+    r = run_engine("mixture", "chat", "m", "-q", "what is insulin?")
+    assert r.returncode == 2 and "train its router first" in r.stderr
+    assert run_engine("mixture", "train", "m", "--max-steps", "2").returncode == 0
+    for routing in ("router", "random", "uniform"):
+        r = run_engine("mixture", "chat", "m", "-q", "what is insulin?", "--routing", routing, "--max-tokens", "8")
+        assert r.returncode == 0, r.stderr
+        assert "preferred_expert" in r.stdout and "prompt_routing: bio/e1" in r.stdout
+    assert run_engine("mixture", "create", "n", "--expert", "bio", "--expert", "fin").returncode == 0
+    data = Path(paths.from_stored(mixtures.by_name(db, "n").experts[0]["path"])).parent / "data.jsonl"
+    data.write_text(data.read_text() + "\n")
+    r = run_engine("mixture", "train", "n")
+    assert r.returncode == 2 and "changed since the expert was trained" in r.stderr
+    assert mixtures.by_name(db, "n").status == "created"  # nothing half-written
