@@ -51,3 +51,12 @@ def chat(ctx: Context, a: Namespace) -> dict[str, Any]:
 
         raise UserError("--max-tokens must be at least 1")
     return ask(ctx, a.name, a.question, a.routing, a.max_tokens)
+
+
+def eval(ctx: Context, a: Namespace) -> dict[str, Any]:  # noqa: A001 (the command's name)
+    from engine.errors import UserError
+    from engine.stages.mixture_eval import evaluate_mixture
+
+    if a.limit is not None and a.limit < 1:
+        raise UserError("--limit must be at least 1")
+    return evaluate_mixture(ctx, a.name, a.limit, a.shots, a.max_tokens, a.new)

@@ -378,6 +378,20 @@ COMMANDS: tuple[Command, ...] = (
             opt("--max-tokens", type=int, default=128, help="longest answer in tokens"),
         ),
     ),
+    Command(
+        "mixture eval",
+        _C + "mixture:eval",
+        "base, each expert alone and the mixture (per token, per prompt) on every domain and off-domain",
+        records_run=True,
+        events=(ev.Progress, ev.Log, ev.Result),
+        options=(
+            opt("name"),
+            opt("--limit", type=int, help="at most this many items per set (a seeded sample)"),
+            opt("--shots", type=int, default=0, help="few-shot demonstrations per item"),
+            opt("--max-tokens", type=int, default=128, help="longest free-form answer"),
+            opt("--new", action="store_true", help="score again instead of reusing or resuming"),
+        ),
+    ),
     # ---- the demo ---------------------------------------------------------------------------
     Command(
         "demo",

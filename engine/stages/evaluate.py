@@ -67,6 +67,11 @@ def quick_fingerprint(path: Path) -> str:
 
 
 def resolve_model(ctx: Context, project: Project, spec: str) -> ModelRef:
+    if spec.startswith("mix:"):  # a mixture of experts (engine.backends.runtimes.mixture_runtime)
+        from engine.stages.mixture import descriptor
+
+        desc, router = descriptor(ctx, spec[4:].partition("@")[0])
+        return ModelRef(spec, "mixture", "mixture", desc, router)
     if spec.startswith("hf:"):
         name = spec[3:]
         if name == "base":
@@ -84,7 +89,9 @@ def resolve_model(ctx: Context, project: Project, spec: str) -> ModelRef:
 
 
 def adapter_of(spec: str) -> str | None:
-    """The expert a model spec names (None for the base)."""
+    """The expert of this project a model spec names (None for the base and for mixtures)."""
+    if spec.startswith("mix:"):
+        return None
     name = spec[3:] if spec.startswith("hf:") else spec.split("+", 1)[1] if spec.startswith("base+") else spec
     name = name.split(":", 1)[0]
     return None if name == "base" else name
@@ -124,6 +131,8 @@ def _labelled(scorer: Any, ev: EvalSet, item: EvalItem, lps: list[float]) -> eva
     labels = list(item.labels)
     pred = labels[max(range(len(labels)), key=lambda i: lps[i])]
     detail: dict[str, Any] = {"logprobs": {label: round(lp, 4) for label, lp in zip(labels, lps)}}
+    if getattr(scorer, "last_routing", None):  # a mixture: which experts the prompt's tokens went to
+        detail["routing"] = list(scorer.last_routing)
     return evals.ItemScore(ev.name, scorer.name, item.key, item.output, pred, float(pred == item.output), detail)
 
 
@@ -131,7 +140,9 @@ def score_item(scorer: Any, ev: EvalSet, item: EvalItem, prompt: str, max_tokens
     if ev.classification:
         return _labelled(scorer, ev, item, scorer.label_logprobs(prompt, list(item.labels)))
     out = scorer.generate(prompt, max_tokens)
-    detail = {"exact_match": scoring.exact_match(out, item.output)}
+    detail: dict[str, Any] = {"exact_match": scoring.exact_match(out, item.output)}
+    if getattr(scorer, "last_routing", None):
+        detail["routing"] = list(scorer.last_routing)
     return evals.ItemScore(ev.name, scorer.name, item.key, item.output, out, scoring.rouge_l(out, item.output), detail)
 
 
@@ -287,6 +298,11 @@ def summarize(sets: list[EvalSet], specs: list[str], stored: list[evals.ItemScor
             entry["labels"] = list(ev.labels)
             entry["gold"] = dict(Counter(gold))
             entry["baselines"] = scoring.baselines(gold, list(ev.labels))
+        for spec, scores in entry["models"].items():
+            routed: list[list[int]] = [by[(ev.name, spec)][k].detail.get("routing") or [] for k in keys]
+            if routed and all(routed):  # a mixture's share of token routings per expert over the set's prompts
+                total = max(1, sum(sum(r) for r in routed))
+                scores["routing"] = [sum(col) / total for col in zip(*routed, strict=True)]
         base = specs[0] if specs else ""
         for other in specs[1:]:  # every later model (an expert, a second round) against the first
             if base not in per_item or other not in per_item:

@@ -250,6 +250,32 @@ def domain_shares(
     return {domain: moe.shares(moe.tally_prompts(mixture, prompts)) for domain, prompts in by_domain.items()}
 
 
+def descriptor(ctx: Context, name: str) -> tuple[Path, Path]:
+    """Write the trained mixture's descriptor (what its scorer loads) and return it and the router file."""
+    from engine.backends import moe
+
+    m = mixtures.by_name(ctx.db, name)
+    if m.status != "done":
+        raise UserError(f"mixture {m.name!r} is {m.status}: train its router first (`mixture train {m.name}`)")
+    kind, path, _ = models.resolve(ctx.db, m.base_model)
+    router = Path(m.path) / ROUTER_FOLDER / moe.RouterRun.WEIGHTS
+    body = {
+        "base_format": kind,
+        "base_path": str(path),
+        "quantize": m.config.get("quantize", "auto"),
+        "top_k": int(m.config.get("top_k", 1)),
+        "router": str(router),
+        "experts": [
+            {"name": n, "path": paths.from_stored(e["path"])} for n, e in zip(m.expert_names(), m.experts, strict=True)
+        ],
+    }
+    file = Path(m.path) / "mixture.json"
+    partial = file.with_name(file.name + ".partial")
+    partial.write_text(json.dumps(body, indent=2), encoding="utf-8")
+    partial.replace(file)
+    return file, router
+
+
 def load_mixture(ctx: Context, m: Mixture, device: str = "auto") -> tuple[Any, Any]:
     """The trained mixture ready to answer (transformers, token-level routing) and its tokenizer."""
     from engine.backends import moe

@@ -128,3 +128,29 @@ def test_routed_answer_and_a_changed_expert_dataset_is_refused(two_experts, home
     r = run_engine("mixture", "train", "n")
     assert r.returncode == 2 and "changed since the expert was trained" in r.stderr
     assert mixtures.by_name(db, "n").status == "created"  # nothing half-written
+
+
+def test_mixture_eval_table_has_base_each_expert_and_both_routings_per_domain(two_experts, home) -> None:
+    from engine import paths
+    from engine.stages.eval_data import reserve_seeds
+    from engine.stages.seeds_io import read_seed_file
+    from engine.store import seeds
+
+    db = two_experts
+    for name, domain in (("bio", "biomedicine"), ("fin", "finance")):
+        p = projects.get(db, name)
+        seeds.import_drafts(db, p, domain, read_seed_file(paths.shipped_dir() / f"{domain}.jsonl"))
+        reserve_seeds(db, p, 0.2)
+    assert run_engine("mixture", "create", "m", "--expert", "bio", "--expert", "fin").returncode == 0
+    assert run_engine("mixture", "train", "m", "--max-steps", "2").returncode == 0
+    r = run_engine("mixture", "eval", "m", "--limit", "3", "--max-tokens", "4", timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    for domain in ("bio", "fin"):
+        for model in ("base", "bio/e1 alone", "fin/e1 alone", "mixture (token)", "mixture (prompt)"):
+            assert any(line.startswith(domain) and model in line for line in lines), (domain, model)
+    token_rows = [line for line in lines if "mixture (token)" in line]
+    assert token_rows and all("bio/e1 0." in line or "bio/e1 1." in line for line in token_rows)
+    again = run_engine("mixture", "eval", "m", "--limit", "3", "--max-tokens", "4")
+    assert again.returncode == 0 and "already scored" in again.stderr  # reused, not scored again
+    assert mixtures.by_name(db, "m").metrics["evaluation"].keys() == {"bio", "fin"}
