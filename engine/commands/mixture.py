@@ -28,13 +28,12 @@ def train(ctx: Context, a: Namespace) -> dict[str, Any]:
 
 
 def list_(ctx: Context, a: Namespace) -> None:
-    from engine.stages.mixture import share_text
     from engine.store import mixtures
 
     rows = []
     for m in mixtures.list_all(ctx.db):
         routing = m.metrics.get("routing", {})
-        shown = "; ".join(f"{d}: {share_text(m, s)}" for d, s in routing.items())
+        shown = "; ".join(f"{d}: {m.share_text(s)}" for d, s in routing.items())
         rows.append([m.name, m.status, ", ".join(m.expert_names()), m.examples, m.metrics.get("final_loss", ""), shown])
     ctx.table(
         ["mixture", "status", "experts", "examples", "loss", "routing per domain"],
@@ -50,7 +49,17 @@ def chat(ctx: Context, a: Namespace) -> dict[str, Any]:
         from engine.errors import UserError
 
         raise UserError("--max-tokens must be at least 1")
+    if a.gguf:
+        from engine.stages.mixture_gguf import ask_gguf
+
+        return ask_gguf(ctx, a.name, a.question, a.max_tokens)
     return ask(ctx, a.name, a.question, a.routing, a.max_tokens)
+
+
+def export(ctx: Context, a: Namespace) -> dict[str, Any]:
+    from engine.stages.mixture_gguf import export_mixture
+
+    return export_mixture(ctx, a.name)
 
 
 def eval(ctx: Context, a: Namespace) -> dict[str, Any]:  # noqa: A001 (the command's name)

@@ -376,7 +376,16 @@ COMMANDS: tuple[Command, ...] = (
             opt("-q", "--question", required=True, help="the question"),
             opt("--routing", default="router", choices=("router", "random", "uniform"), help="how tokens are routed"),
             opt("--max-tokens", type=int, default=128, help="longest answer in tokens"),
+            opt("--gguf", action="store_true", help="answer on llama.cpp with the prompt's preferred expert"),
         ),
+    ),
+    Command(
+        "mixture export",
+        _C + "mixture:export",
+        "the base as GGUF and each expert as a LoRA GGUF, for llama.cpp (resumable)",
+        records_run=True,
+        events=(ev.Progress, ev.Log),
+        options=(opt("name"),),
     ),
     Command(
         "mixture eval",

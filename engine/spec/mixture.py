@@ -69,7 +69,7 @@ class RouterConfig(BaseModel):
 _HIDDEN: dict[str, object] = {"form": False}
 META: dict[str, dict[str, object]] = {
     "top_k": {"label": "experts per token"},
-    "per_expert": {"label": "examples per expert (0: all)"},
+    "per_expert": {"label": "per expert (0: all)"},
     "learning_rate": {"flag": "--lr", "label": "learning rate", "widget_id": "lr"},
     "micro_batch": {"label": "micro-batch"},
     "schedule": _HIDDEN,

@@ -218,7 +218,7 @@ def _train(ctx: Context, m: Mixture, cfg: RouterConfig) -> dict[str, Any]:
     mixtures.set_status(ctx.db, m.id, "done", metrics)
     summary = {"mixture": m.name, "router": str(folder / ROUTER_FOLDER)}
     summary.update({k: v for k, v in metrics.items() if k != "routing"})
-    summary.update({f"routing {domain}": share_text(m, shares) for domain, shares in routing.items()})
+    summary.update({f"routing {domain}": m.share_text(shares) for domain, shares in routing.items()})
     return summary
 
 
@@ -229,11 +229,6 @@ def _share_sample(rows: list[dict[str, Any]], val_idx: list[int], train_idx: lis
         held = [i for i in val_idx if rows[i]["expert"] == expert][:SHARE_SAMPLE]
         picked += held or [i for i in train_idx if rows[i]["expert"] == expert][:SHARE_SAMPLE]
     return picked
-
-
-def share_text(m: Mixture, shares: list[float]) -> str:
-    """'bio/expert-1 0.81 fin/expert-1 0.19'"""
-    return " ".join(f"{n} {s:.2f}" for n, s in zip(m.expert_names(), shares, strict=True))
 
 
 def domain_shares(
@@ -309,6 +304,6 @@ def ask(ctx: Context, name: str, question: str, routing: str, max_tokens: int, s
         "mixture": m.name,
         "routing": routing,
         "answer": answer.strip(),
-        "prompt_routing": share_text(m, shares),
+        "prompt_routing": m.share_text(shares),
         "preferred_expert": m.expert_names()[top],
     }

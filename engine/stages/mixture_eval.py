@@ -15,7 +15,7 @@ from engine.eval_report import main_metric
 from engine.stages import eval_data
 from engine.stages.context import Context
 from engine.stages.evaluate import run_eval
-from engine.stages.mixture import descriptor, share_text
+from engine.stages.mixture import descriptor
 from engine.store import mixtures, projects
 
 
@@ -48,7 +48,7 @@ def evaluate_mixture(
                 if scores is None:
                     continue
                 diff = entry.get("differences", {}).get(spec, {}).get(metric)
-                routing = share_text(m, scores["routing"]) if "routing" in scores and "@" not in spec[4:] else ""
+                routing = m.share_text(scores["routing"]) if "routing" in scores and "@" not in spec[4:] else ""
                 rows.append(
                     [
                         domain,

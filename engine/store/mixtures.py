@@ -37,6 +37,10 @@ class Mixture:
     def expert_names(self) -> list[str]:
         return [f"{e['project']}/{e['adapter']}" for e in self.experts]
 
+    def share_text(self, shares: list[float]) -> str:
+        """'bio/expert-1 0.81 fin/expert-1 0.19': a share per expert, in router order."""
+        return " ".join(f"{n} {s:.2f}" for n, s in zip(self.expert_names(), shares, strict=True))
+
 
 def _mixture(row: dict[str, Any]) -> Mixture:
     return from_row(Mixture, {**row, "path": paths.from_stored(row["path"])}, ("experts", "config", "metrics"))

@@ -1,4 +1,5 @@
-"""The first screen: every project, with create, open and delete."""
+"""The first screen: every project, with create, open and delete; x opens the mixtures of experts
+(Self-MoE), which span projects."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class ProjectsScreen(TableKeys, AppScreen):
         Binding("n", "new", "New project"),
         Binding("enter", "open", "Open", priority=True),
         Binding("d", "delete", "Delete"),
+        Binding("x", "mixtures", "Mixtures"),
         Binding("r", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -76,6 +78,11 @@ class ProjectsScreen(TableKeys, AppScreen):
             self.action_refresh()
 
         self.app.push_screen(NewProjectModal(models), created)
+
+    def action_mixtures(self) -> None:
+        from selfspec_tui.screens.mixtures import MixturesScreen
+
+        self.app.push_screen(MixturesScreen())
 
     def action_open(self) -> None:
         name = self._selected()

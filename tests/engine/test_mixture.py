@@ -93,9 +93,12 @@ def test_kill_9_mid_router_training_then_resume_equals_uninterrupted(two_experts
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     con = sqlite3.connect(home / "selfspec.db")
     deadline = time.monotonic() + 120
-    while con.execute(
-        "SELECT count(*) FROM mixture_steps s JOIN mixtures m ON m.id = s.mixture_id WHERE m.name = 'killed'"
-    ).fetchone()[0] < 10:
+    while (
+        con.execute(
+            "SELECT count(*) FROM mixture_steps s JOIN mixtures m ON m.id = s.mixture_id WHERE m.name = 'killed'"
+        ).fetchone()[0]
+        < 10
+    ):
         assert proc.poll() is None and time.monotonic() < deadline, "router training ended before it was killed"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)

@@ -16,6 +16,7 @@ from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.corpus import CorpusScreen
 from selfspec_tui.screens.jobs import JobsScreen
 from selfspec_tui.screens.keys import TableKeys, letter_actions
+from selfspec_tui.screens.mixtures import MixturesScreen
 from selfspec_tui.screens.project import ProjectScreen
 from selfspec_tui.screens.projects import ProjectsScreen
 from selfspec_tui.screens.review import ReviewScreen
@@ -23,7 +24,15 @@ from selfspec_tui.screens.seeds import SeedsScreen
 from selfspec_tui.widgets.text_pane import TextPane
 from tests.helpers import fill, import_folder_in_tui, wait_for
 
-SCREENS_WITH_LETTER_KEYS = [ProjectsScreen, ProjectScreen, SeedsScreen, CorpusScreen, ReviewScreen, JobsScreen]
+SCREENS_WITH_LETTER_KEYS = [
+    ProjectsScreen,
+    ProjectScreen,
+    SeedsScreen,
+    CorpusScreen,
+    ReviewScreen,
+    JobsScreen,
+    MixturesScreen,
+]
 
 
 def test_every_screen_with_letter_keys_guards_them() -> None:

@@ -29,6 +29,7 @@ SCREENS = {
     "evaluate": ["e"],
     "jobs": ["ctrl+t"],
     "keys": ["question_mark"],
+    "mixtures": ["escape", "x"],
 }
 
 

@@ -256,3 +256,65 @@ def greedy_answer(
         return str(reply["choices"][0]["message"]["content"] or "").strip()
     finally:
         llm.close()
+
+
+class SwitchingLlama:
+    """One GGUF base loaded once, several LoRA GGUF adapters loaded beside it; `use(i)` puts adapter i
+    (alone, at scale 1) on the context and drops the cached prompt, so the next answer is that expert's
+    without reloading the base (a mixture's per-prompt routing)."""
+
+    def __init__(self, base: Path, loras: list[Path], threads: int, n_ctx: int = 2048) -> None:
+        import llama_cpp
+
+        self.llm = load_llama(base, threads, n_ctx)
+        self.adapters: list[Any] = []
+        for path in loras:
+            with c_stderr_to_log():
+                adapter = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode("utf-8"))
+            if adapter is None:
+                self.close()
+                raise UserError(f"{path}: llama.cpp cannot load this LoRA adapter (another base model?)")
+            self.adapters.append(adapter)
+        self.current: int | None = None
+
+    def use(self, index: int | None) -> None:
+        """Adapter `index` alone on the context (None: the bare base)."""
+        import ctypes
+
+        import llama_cpp
+
+        if index == self.current:
+            return
+        if index is None:
+            code = llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+        else:
+            chosen = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.adapters[index])
+            scales = (ctypes.c_float * 1)(1.0)
+            code = llama_cpp.llama_set_adapters_lora(self.llm.ctx, chosen, 1, scales)
+        if code:
+            raise UserError(f"llama.cpp refused to switch to adapter {index} (code {code})")
+        self.llm.reset()  # the cached prompt was computed with the other adapter
+        self.current = index
+
+    def answer(self, question: str, prompt_format: str, max_tokens: int) -> str:
+        from engine.spec.prompts import ALPACA_STOP, alpaca_prompt
+
+        if prompt_format == "alpaca":
+            out = self.llm(alpaca_prompt(question, ""), max_tokens=max_tokens, temperature=0.0, stop=list(ALPACA_STOP))
+            return str(out["choices"][0]["text"]).strip()
+        reply = self.llm.create_chat_completion(
+            [{"role": "user", "content": question}], max_tokens=max_tokens, temperature=0.0
+        )
+        return str(reply["choices"][0]["message"]["content"] or "").strip()
+
+    def close(self) -> None:
+        import llama_cpp
+
+        if getattr(self, "llm", None) is not None:
+            llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+        for adapter in self.adapters:
+            llama_cpp.llama_adapter_lora_free(adapter)
+        self.adapters = []
+        if getattr(self, "llm", None) is not None:
+            self.llm.close()
+            self.llm = None
