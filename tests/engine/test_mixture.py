@@ -157,3 +157,22 @@ def test_mixture_eval_table_has_base_each_expert_and_both_routings_per_domain(tw
     again = run_engine("mixture", "eval", "m", "--limit", "3", "--max-tokens", "4")
     assert again.returncode == 0 and "already scored" in again.stderr  # reused, not scored again
     assert mixtures.by_name(db, "m").metrics["evaluation"].keys() == {"bio", "fin"}
+
+
+@pytest.mark.gpu
+def test_router_trains_over_a_4bit_base_on_cuda(two_experts, home) -> None:
+    import math
+
+    import torch
+
+    assert torch.cuda.is_available()
+    db = two_experts
+    ctx = context(db, None)
+    create(ctx, "q", ["bio/e1", "fin/e1"])
+    m, cfg = open_router_training(ctx, "q", {**ROUTER, "device": "cuda"})
+    out = train_router(ctx, m, cfg)
+    trained = mixtures.by_name(db, "q")
+    assert trained.metrics["four_bit"] and trained.metrics["device"] == "cuda" and out["steps"] == 20
+    assert all(math.isfinite(loss) for _, loss in steps(db, "q"))
+    r = run_engine("mixture", "chat", "q", "-q", "what is insulin?", "--max-tokens", "4")
+    assert r.returncode == 0 and "preferred_expert" in r.stdout, r.stderr

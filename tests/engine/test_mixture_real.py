@@ -42,7 +42,7 @@ def test_two_expert_mixture_trains_exports_chats_and_evaluates(home, tmp_path) -
     assert "preferred_expert:" in token and "answer:" in token
     gguf = _ok("mixture", "chat", "duo", "-q", "Is aspirin an NSAID?", "--max-tokens", "12", "--gguf")
     assert "answered_by:" in gguf and ("bio/e1" in gguf or "fin/e1" in gguf)
-    table = _ok("mixture", "eval", "duo", "--limit", "6", "--max-tokens", "16", timeout=1800)
+    table = _ok("mixture", "eval", "duo", "--limit", "3", "--max-tokens", "8", timeout=1800)
     print(table)  # the figures for the notes (pytest -s)
     for domain in ("bio", "fin"):
         for model in ("base", "bio/e1 alone", "fin/e1 alone", "mixture (token)", "mixture (prompt)"):

@@ -125,6 +125,8 @@ def _round_two(exe: str) -> None:
         "--project",
         "demo",
         "--no-off-domain",
+        "--limit",
+        "8",
         "--max-tokens",
         "16",
         "--model",
