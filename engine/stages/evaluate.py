@@ -71,7 +71,8 @@ def resolve_model(ctx: Context, project: Project, spec: str) -> ModelRef:
         from engine.stages.mixture import descriptor
 
         desc, router = descriptor(ctx, spec[4:].partition("@")[0])
-        return ModelRef(spec, "mixture", "mixture", desc, router)
+        fmt = "mixture-gguf" if spec.endswith("@gguf") else "mixture"
+        return ModelRef(spec, fmt, "mixture", desc, router)
     if spec.startswith("hf:"):
         name = spec[3:]
         if name == "base":

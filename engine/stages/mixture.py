@@ -264,6 +264,8 @@ def descriptor(ctx: Context, name: str) -> tuple[Path, Path]:
             {"name": n, "path": paths.from_stored(e["path"])} for n, e in zip(m.expert_names(), m.experts, strict=True)
         ],
     }
+    if m.metrics.get("gguf"):  # written by `mixture export`: the llama.cpp side (mix:NAME@gguf)
+        body["gguf"] = m.metrics["gguf"]
     file = Path(m.path) / "mixture.json"
     partial = file.with_name(file.name + ".partial")
     partial.write_text(json.dumps(body, indent=2), encoding="utf-8")

@@ -19,9 +19,11 @@ from engine.stages.mixture import descriptor
 from engine.store import mixtures, projects
 
 
-def specs_for(name: str, n_experts: int) -> list[str]:
-    """base first (every difference is against it), then each expert alone, then the two routings."""
-    return ["hf:base", *[f"mix:{name}@{i}" for i in range(n_experts)], f"mix:{name}", f"mix:{name}@seq"]
+def specs_for(name: str, n_experts: int, gguf: bool) -> list[str]:
+    """base first (every difference is against it), then each expert alone, then the routings: per
+    token, per prompt, and per prompt on llama.cpp once the mixture is exported."""
+    specs = ["hf:base", *[f"mix:{name}@{i}" for i in range(n_experts)], f"mix:{name}", f"mix:{name}@seq"]
+    return specs + ([f"mix:{name}@gguf"] if gguf else [])
 
 
 def evaluate_mixture(
@@ -29,8 +31,9 @@ def evaluate_mixture(
 ) -> dict[str, Any]:
     m = mixtures.by_name(ctx.db, name)
     descriptor(ctx, name)  # refuses an untrained mixture before any model loads
-    specs = specs_for(name, len(m.experts))
+    specs = specs_for(name, len(m.experts), bool(m.metrics.get("gguf")))
     labels = {"hf:base": "base", f"mix:{name}": "mixture (token)", f"mix:{name}@seq": "mixture (prompt)"}
+    labels[f"mix:{name}@gguf"] = "mixture (prompt, GGUF)"
     labels.update({f"mix:{name}@{i}": f"{n} alone" for i, n in enumerate(m.expert_names())})
     rows: list[list[Any]] = []
     results: dict[str, Any] = {}
@@ -48,7 +51,8 @@ def evaluate_mixture(
                 if scores is None:
                     continue
                 diff = entry.get("differences", {}).get(spec, {}).get(metric)
-                routing = m.share_text(scores["routing"]) if "routing" in scores and "@" not in spec[4:] else ""
+                shown = "@" not in spec[4:] or spec.endswith("@gguf")
+                routing = m.share_text(scores["routing"]) if "routing" in scores and shown else ""
                 rows.append(
                     [
                         domain,

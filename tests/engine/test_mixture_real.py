@@ -2,7 +2,7 @@
 (biomedicine, finance) each train an expert, the mixture's router trains, exports to GGUF (the base
 plus one LoRA GGUF per expert), answers routed per token (transformers) and per prompt (llama.cpp,
 switching adapters on one loaded base), and evaluates against the base and each expert alone on both
-domains and off-domain."""
+domains and off-domain (per prompt both in transformers and on llama.cpp)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def test_two_expert_mixture_trains_exports_chats_and_evaluates(home, tmp_path) -
     table = _ok("mixture", "eval", "duo", "--limit", "3", "--max-tokens", "8", timeout=1800)
     print(table)  # the figures for the notes (pytest -s)
     for domain in ("bio", "fin"):
-        for model in ("base", "bio/e1 alone", "fin/e1 alone", "mixture (token)", "mixture (prompt)"):
+        models = ("base", "bio/e1 alone", "fin/e1 alone", "mixture (token)", "mixture (prompt)", "(prompt, GGUF)")
+        for model in models:
             assert any(line.startswith(domain) and model in line for line in table.splitlines()), (domain, model)
     listed = _ok("mixture", "list")
     assert "duo" in listed and "done" in listed

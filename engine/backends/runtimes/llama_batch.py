@@ -108,6 +108,8 @@ class BatchContext:
         self.n_vocab = self.model.n_vocab()
         self._batch = llama_cpp.llama_batch_init(DECODE_CHUNK, 0, self.n_seq)
         self._mem = llama_cpp.llama_get_memory(self.ctx.ctx)
+        self._experts: list[Any] = []
+        self._using: int | None = None
         self.prefix_tokens_saved = 0
         """prompt tokens not evaluated because a shared prefix stood in for them (over this context's life)"""
 
@@ -156,6 +158,28 @@ class BatchContext:
 
     def clear(self) -> None:
         self._ll.llama_memory_clear(self._mem, True)
+
+    def add_loras(self, paths: Sequence[Path]) -> None:
+        """Load LoRA GGUF adapters beside the model, for `use_lora` (a mixture's experts)."""
+        for path in paths:
+            adapter = self._ll.llama_adapter_lora_init(self.model.model, str(path).encode("utf-8"))
+            if adapter is None:
+                raise UserError(f"{path}: llama.cpp cannot load this LoRA adapter (another base model?)")
+            self._experts.append(adapter)
+
+    def use_lora(self, index: int | None) -> None:
+        """Adapter `index` of `add_loras` alone on the context (None: none); the cache is dropped."""
+        if index == self._using:
+            return
+        if index is None:
+            code = self._ll.llama_set_adapters_lora(self.ctx.ctx, None, 0, None)
+        else:
+            chosen = (self._ll.llama_adapter_lora_p_ctypes * 1)(self._experts[index])
+            code = self._ll.llama_set_adapters_lora(self.ctx.ctx, chosen, 1, (ctypes.c_float * 1)(1.0))
+        if code:
+            raise UserError(f"llama.cpp refused to switch to adapter {index} (code {code})")
+        self.clear()
+        self._using = index
 
     def _logits(self, row: int) -> np.ndarray:
         ptr = self._ll.llama_get_logits_ith(self.ctx.ctx, row)
@@ -330,10 +354,14 @@ class BatchContext:
         if self._batch is not None:
             self._ll.llama_batch_free(self._batch)
             self._batch = None
-        if self._lora is not None:
+        if self._lora is not None or self._experts:
             self.ctx.close()
+        if self._lora is not None:
             self._ll.llama_adapter_lora_free(self._lora)
             self._lora = None
+        for adapter in self._experts:
+            self._ll.llama_adapter_lora_free(adapter)
+        self._experts = []
         self.ctx.close()
         self.model.close()
 

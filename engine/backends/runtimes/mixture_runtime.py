@@ -6,6 +6,7 @@ model name's suffix picks the routing:
     mix:NAME@seq      per prompt: the expert the router prefers over the prompt's tokens, alone
     mix:NAME@random   a random expert per token (the paper's baseline)
     mix:NAME@K        expert K alone (0-based): equal to that expert merged into the base
+    mix:NAME@gguf     as @seq, answered on llama.cpp (format "mixture-gguf")
 Every scored prompt's routing (top-1 choices per expert over its tokens) is kept with the score.
 """
 
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from engine.backends.runtimes.hf import TransformersScorer
+from engine.backends.runtimes.llamacpp import LlamaCppScorer, _label_passes
 from engine.backends.types import ModelFile
 from engine.errors import UserError
 
@@ -33,33 +36,41 @@ def routing_of(spec: str) -> tuple[str, int | None]:
     raise UserError(f"{spec}: after @ comes seq, random, uniform or an expert's number")
 
 
+def read_descriptor(path: Path) -> dict[str, Any]:
+    try:
+        desc: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read the mixture's descriptor: {exc}") from exc
+    return desc
+
+
+def load_routed(desc: dict[str, Any]) -> tuple[Any, Any, int]:
+    """The mixture in transformers (base, experts, trained router), its tokenizer and context limit."""
+    from engine.backends import moe
+    from engine.backends.base_load import load_base
+
+    base, tok, _ = load_base(desc["base_format"], Path(desc["base_path"]), "auto", desc.get("quantize", "auto"))
+    experts = [moe.read_expert(e["name"], Path(e["path"])) for e in desc["experts"]]
+    mixture = moe.build_mixture(base.eval(), experts, int(desc["top_k"])).eval()
+    moe.load_router(mixture, Path(desc["router"]))
+    return mixture, tok, int(getattr(base.config, "max_position_embeddings", 4096) or 4096)
+
+
 class MixtureScorer(TransformersScorer):
     def __init__(self, model: ModelFile, threads: int) -> None:  # noqa: D107 (no super().__init__: built here)
         import torch
 
-        from engine.backends import moe
-        from engine.backends.base_load import load_base
-
         self.name = model.name
         torch.set_num_threads(max(1, threads))
-        try:
-            desc = json.loads(Path(model.path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{model.path}: cannot read the mixture's descriptor: {exc}") from exc
+        desc = read_descriptor(model.path)
         self.mode, forced = routing_of(model.name)
         n = len(desc["experts"])
         if forced is not None and not 0 <= forced < n:
             raise UserError(f"{model.name}: the mixture has experts 0 to {n - 1}")
-        base, self.tok, _ = load_base(
-            desc["base_format"], Path(desc["base_path"]), "auto", desc.get("quantize", "auto")
-        )
-        experts = [moe.read_expert(e["name"], Path(e["path"])) for e in desc["experts"]]
-        self.model = moe.build_mixture(base.eval(), experts, int(desc["top_k"])).eval()
-        moe.load_router(self.model, Path(desc["router"]))
+        self.model, self.tok, self.limit = load_routed(desc)
         self.model.route.mode = "router" if self.mode == "seq" else self.mode
         self.model.route.forced = forced
         self.model.route.generator = torch.Generator().manual_seed(0)
-        self.limit = int(getattr(base.config, "max_position_embeddings", 4096) or 4096)
         self.last_routing: list[int] = []
 
     def _route_prompt(self, prompt: str) -> None:
@@ -85,5 +96,45 @@ class MixtureScorer(TransformersScorer):
         return super().generate(prompt, max_tokens)
 
 
-def open_scorer(model: ModelFile, threads: int) -> MixtureScorer:
+class MixtureGgufScorer(LlamaCppScorer):
+    """`mix:NAME@gguf`: per prompt, the expert the router prefers (a transformers forward over the
+    prompt), then llama.cpp scores or answers with that expert's LoRA GGUF switched in on the one
+    loaded base GGUF (`mixture export` writes the files)."""
+
+    label_logprobs_many = None  # type: ignore[assignment]  # per item: each prompt has its own expert
+
+    def __init__(self, model: ModelFile, threads: int) -> None:
+        import torch
+
+        desc = read_descriptor(model.path)
+        gguf = desc.get("gguf")
+        if not gguf:
+            raise UserError(f"{model.name}: the mixture has no GGUF files: run `mixture export` first")
+        torch.set_num_threads(max(1, threads))
+        super().__init__(ModelFile(model.name, "gguf", Path(gguf["base"])), threads)
+        self.engine.add_loras([Path(f) for f in gguf["experts"]])
+        self.router, self.router_tok, limit = load_routed(desc)
+        self.router_limit = min(limit, 4096)
+        self.last_routing: list[int] = []
+
+    def _route(self, prompt: str) -> None:
+        from engine.backends import moe
+
+        ids = list(self.router_tok(prompt)["input_ids"])[-self.router_limit :]
+        self.last_routing = moe.tally_prompts(self.router, [ids])
+        self.engine.use_lora(max(range(len(self.last_routing)), key=lambda i: self.last_routing[i]))
+
+    def label_logprobs(self, prompt: str, labels: list[str]) -> list[float]:
+        self._route(prompt)
+        room = max(len(self.engine.tokenize(label, bos=False)) for label in labels) + 1
+        return _label_passes(self.engine, [self._prompt_ids(prompt, room)], [labels])[0]
+
+    def generate(self, prompt: str, max_tokens: int) -> str:
+        self._route(prompt)
+        return super().generate(prompt, max_tokens)
+
+
+def open_scorer(model: ModelFile, threads: int) -> Any:
+    if model.format == "mixture-gguf":
+        return MixtureGgufScorer(model, threads)
     return MixtureScorer(model, threads)
