@@ -36,6 +36,8 @@ class Choice:
     path: Path
     lora: Path | None
     prompt_format: str  # "chat" (the GGUF's own template) or "alpaca"
+    mixture: str = ""
+    """a mixture of experts (Self-MoE): each message goes to the expert its router prefers"""
 
 
 def available(ctx: Context, project: Project) -> list[Choice]:
@@ -60,6 +62,10 @@ def available(ctx: Context, project: Project) -> list[Choice]:
             out.append(Choice(f"{a.name}:{quant}", f"expert {a.name} ({quant})", f, None, fmt))
         if base_gguf and (folder / "adapter-f16.gguf").exists():
             out.append(Choice(f"base+{a.name}", f"base + LoRA {a.name}", base_gguf, folder / "adapter-f16.gguf", fmt))
+    from engine.stages.mixture_gguf import chat_choices
+
+    for spec, label, gguf, fmt in chat_choices(ctx, project.name):
+        out.append(Choice(spec, label, gguf, None, fmt, mixture=spec[4:]))
     return out
 
 
@@ -134,11 +140,16 @@ class Talker:
     def model(self, choice: Choice) -> Any:
         from engine.backends.runtimes import llamacpp
 
-        key = f"{choice.path}|{choice.lora}"
+        key = f"mix:{choice.mixture}" if choice.mixture else f"{choice.path}|{choice.lora}"
         if key not in self._loaded:
             while len(self._loaded) >= self.keep:
                 self._loaded.pop(next(iter(self._loaded))).close()
-            self._loaded[key] = llamacpp.load_llama(choice.path, self.ctx.threads, lora=choice.lora)
+            if choice.mixture:
+                from engine.stages.mixture_gguf import MixedChat
+
+                self._loaded[key] = MixedChat(self.ctx, choice.mixture)
+            else:
+                self._loaded[key] = llamacpp.load_llama(choice.path, self.ctx.threads, lora=choice.lora)
         return self._loaded[key]
 
     def turn(
@@ -159,9 +170,12 @@ class Talker:
         from engine.backends.runtimes import llamacpp
 
         choices = [resolve(self.ctx, self.project, spec) for spec in conversation.models]
-        llms = [self.model(c) for c in choices]
+        loaded = [self.model(c) for c in choices]
         self.passages = []
         asked = self.ground(text) if grounded else text
+        # a mixture answers with the expert its router prefers for this message: named with the reply
+        answered = [f"{c.spec}→{m.route(text)}" if c.mixture else c.spec for c, m in zip(choices, loaded)]
+        llms = [m.llm if c.mixture else m for c, m in zip(choices, loaded)]
         streams = []
         for pane, (c, llm) in enumerate(zip(choices, llms)):
             turns = chats.history(self.ctx.db, conversation.id, pane) + [{"role": "user", "content": asked}]
@@ -199,10 +213,10 @@ class Talker:
                     on_piece(pane, piece)
         stopped = bool(should_stop())
         replies = []
-        for pane, c in enumerate(choices):
+        for pane in range(len(choices)):
             tokens = llamacpp.count_tokens(llms[pane], texts[pane])
             seconds = max(1e-6, busy[pane] - first[pane])  # the rate of generating, after the prompt
-            replies.append(chats.Reply(pane, texts[pane].strip(), c.spec, tokens, seconds, stopped))
+            replies.append(chats.Reply(pane, texts[pane].strip(), answered[pane], tokens, seconds, stopped))
         chats.add_turn(self.ctx.db, conversation.id, text, replies)
         return [
             {

@@ -108,3 +108,49 @@ def ask_gguf(ctx: Context, name: str, question: str, max_tokens: int) -> dict[st
         "answer": answer,
         "prompt_routing": m.share_text(shares),
     }
+
+
+class MixedChat:
+    """A mixture in the chat: llama.cpp holds the base and every expert's LoRA GGUF; each message goes
+    to the expert the router prefers for the message's tokens (`route`), switched in on the base."""
+
+    def __init__(self, ctx: Context, name: str) -> None:
+        from engine.backends.runtimes.llamacpp import SwitchingLlama
+        from engine.stages.mixture import load_mixture
+
+        self.mixture = mixtures.by_name(ctx.db, name)
+        gguf = self.mixture.metrics.get("gguf")
+        if not gguf:
+            raise UserError(f"mixture {name!r} has no GGUF files yet: run `mixture export {name}` first")
+        self.format = self.mixture.experts[0].get("prompt_format", "alpaca")
+        self.router, self.tokenizer = load_mixture(ctx, self.mixture, "cpu")
+        self.switching = SwitchingLlama(Path(gguf["base"]), [Path(f) for f in gguf["experts"]], ctx.threads)
+        self.llm = self.switching.llm
+
+    def route(self, text: str) -> str:
+        """Switch to the expert the router prefers for `text`; its name (PROJECT/ADAPTER)."""
+        from engine.backends import moe
+        from engine.backends.encoding import prompt_ids
+
+        counts = moe.tally_prompts(self.router, [prompt_ids(self.tokenizer, text, "", self.format)])
+        pick = max(range(len(counts)), key=lambda i: counts[i])
+        self.switching.use(pick)
+        return self.mixture.expert_names()[pick]
+
+    def close(self) -> None:
+        self.switching.close()
+        del self.router
+
+
+def chat_choices(ctx: Context, project_name: str) -> list[tuple[str, str, Path, str]]:
+    """(spec, label, base GGUF, prompt format) of every exported mixture with an expert of this project."""
+    out = []
+    for m in mixtures.list_all(ctx.db):
+        gguf = m.metrics.get("gguf")
+        if m.status != "done" or not gguf or project_name not in {e["project"] for e in m.experts}:
+            continue
+        if not all(Path(f).is_file() for f in [gguf["base"], *gguf["experts"]]):
+            continue
+        label = f"mixture {m.name} ({', '.join(m.expert_names())})"
+        out.append((f"mix:{m.name}", label, Path(gguf["base"]), m.experts[0].get("prompt_format", "alpaca")))
+    return out

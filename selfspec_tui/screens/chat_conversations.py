@@ -84,6 +84,8 @@ class ConversationActions:
                 elif 0 <= m.pane < 2:
                     rate = max(0, m.tokens - 1) / m.seconds if m.seconds else 0.0
                     note = f"{m.tokens} tokens · {rate:.1f} tok/s" + (" · stopped" if m.stopped else "")
+                    if "→" in m.model:  # a mixture's reply: the expert its router chose
+                        note += f" · answered by {m.model.split('→', 1)[1]}"
                     self.shown[m.pane].append(("assistant", m.content, note))
         self.paint()
 

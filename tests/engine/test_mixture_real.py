@@ -42,6 +42,8 @@ def test_two_expert_mixture_trains_exports_chats_and_evaluates(home, tmp_path) -
     assert "preferred_expert:" in token and "answer:" in token
     gguf = _ok("mixture", "chat", "duo", "-q", "Is aspirin an NSAID?", "--max-tokens", "12", "--gguf")
     assert "answered_by:" in gguf and ("bio/e1" in gguf or "fin/e1" in gguf)
+    r = run_engine("chat", "--project", "bio", "--model", "mix:duo", "-q", "Is aspirin an NSAID?", timeout=600)
+    assert r.returncode == 0 and "mix:duo→" in r.stderr, r.stderr[-2000:]  # the expert that answered, named
     table = _ok("mixture", "eval", "duo", "--limit", "3", "--max-tokens", "8", timeout=1800)
     print(table)  # the figures for the notes (pytest -s)
     for domain in ("bio", "fin"):
