@@ -250,7 +250,9 @@ def test_second_generate_is_refused_at_once_then_resumes_after_kill(home: Path) 
     from tests.helpers import make_project, wait_for_rows
 
     make_project()
-    env = {**os.environ, "SELFSPEC_FAKE_GEN_DELAY": "0.05"}
+    # slow enough to still be running after the three commands below (label answers are scored, not
+    # generated, so a fast fake run could finish and free its lock before the delete is tried)
+    env = {**os.environ, "SELFSPEC_FAKE_GEN_DELAY": "0.2"}
     args = [sys.executable, "-m", "engine", "--format", "text", "generate", "--project", "t", "--target", "40"]
     first = subprocess.Popen(
         [*args, "--seed", "3"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
