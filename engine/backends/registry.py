@@ -62,7 +62,14 @@ register_runtime(Runtime("llama.cpp", "engine.backends.runtimes.llamacpp", ("ggu
 register_runtime(Runtime("transformers", "engine.backends.runtimes.hf", ("hf", "gguf"), default_for=("hf",)))
 register_runtime(Runtime("endpoint", "engine.backends.runtimes.endpoint", ("gguf", "hf")))
 register_runtime(Runtime("vllm", "engine.backends.runtimes.vllm_runtime", ("hf",)))
-register_runtime(Runtime("mixture", "engine.backends.runtimes.mixture_runtime", ("mixture",), default_for=("mixture",)))
+register_runtime(
+    Runtime(
+        "mixture",
+        "engine.backends.runtimes.mixture_runtime",
+        ("mixture", "mixture-gguf"),
+        default_for=("mixture", "mixture-gguf"),
+    )
+)
 
 
 def load_plugins() -> None:
