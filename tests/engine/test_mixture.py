@@ -176,3 +176,17 @@ def test_router_trains_over_a_4bit_base_on_cuda(two_experts, home) -> None:
     assert all(math.isfinite(loss) for _, loss in steps(db, "q"))
     r = run_engine("mixture", "chat", "q", "-q", "what is insulin?", "--max-tokens", "4")
     assert r.returncode == 0 and "preferred_expert" in r.stdout, r.stderr
+
+
+def test_gguf_routing_needs_the_export_and_says_so(two_experts, home) -> None:
+    from engine.backends import registry
+
+    assert registry.runtime_for("mixture-gguf").name == registry.runtime_for("mixture").name == "mixture"
+    assert run_engine("mixture", "create", "m", "--expert", "bio", "--expert", "fin").returncode == 0
+    assert run_engine("mixture", "train", "m", "--max-steps", "1").returncode == 0
+    r = run_engine("eval", "run", "--project", "bio", "--model", "hf:base", "--model", "mix:m@gguf", "--limit", "2")
+    assert r.returncode == 2 and "run `mixture export` first" in r.stderr and "Traceback" not in r.stderr
+    r = run_engine("mixture", "chat", "m", "-q", "hi", "--gguf")
+    assert r.returncode == 2 and "mixture export m" in r.stderr
+    r = run_engine("eval", "run", "--project", "bio", "--model", "hf:base", "--model", "mix:m@7", "--limit", "2")
+    assert r.returncode == 2 and "experts 0 to 1" in r.stderr
