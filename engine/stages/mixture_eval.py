@@ -66,7 +66,5 @@ def evaluate_mixture(
                     ]
                 )
     ctx.table(["domain", "set", "n", "model", "metric", "score", "vs base [95% CI]", "routing"], rows)
-    mixtures.set_status(
-        ctx.db, m.id, "done", {**m.metrics, "evaluation": {d: r.get("eval_id") for d, r in results.items()}}
-    )
+    mixtures.update_metrics(ctx.db, m.id, {"evaluation": {d: r.get("eval_id") for d, r in results.items()}})
     return {"mixture": name, "evaluations": {d: r.get("eval_id") for d, r in results.items()}}

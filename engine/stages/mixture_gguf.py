@@ -70,7 +70,7 @@ def export_mixture(ctx: Context, name: str) -> dict[str, Any]:
         files.append(str(target))
         progress.advance(force=True)
     gguf = {"base": str(base_gguf), "experts": files}
-    mixtures.set_status(ctx.db, m.id, "done", {**m.metrics, "gguf": gguf})
+    mixtures.update_metrics(ctx.db, m.id, {"gguf": gguf})
     return {
         "mixture": name,
         "base": str(base_gguf),

@@ -104,6 +104,18 @@ def set_status(db: Database, mixture_id: int, status: str, metrics: dict[str, An
         db.execute(f"UPDATE mixtures SET {', '.join(sets)} WHERE id = ?", [*params, mixture_id])
 
 
+def update_metrics(db: Database, mixture_id: int, updates: dict[str, Any]) -> None:
+    """Merge `updates` into the stored metrics in one write transaction (an export and an evaluation
+    running side by side each add their part; neither writes back a stale copy)."""
+    with write_txn(db):
+        row = db.execute("SELECT metrics FROM mixtures WHERE id = ?", [mixture_id]).fetchone()
+        metrics = {**json.loads(row[0] or "{}"), **updates} if row else dict(updates)
+        db.execute(
+            "UPDATE mixtures SET metrics = ?, updated_at = ? WHERE id = ?",
+            [json.dumps(metrics, sort_keys=True), now(), mixture_id],
+        )
+
+
 def record_step(db: Database, mixture_id: int, rec: StepRecord) -> None:
     with write_txn(db):
         db.execute(
