@@ -44,16 +44,29 @@ def read_descriptor(path: Path) -> dict[str, Any]:
     return desc
 
 
+_LAST: dict[str, tuple[Any, Any, int]] = {}
+"""the last mixture loaded in this process, by descriptor: an evaluation opens one scorer per
+routing (expert alone, per token, per prompt) on the same mixture, and they share one load"""
+
+
 def load_routed(desc: dict[str, Any]) -> tuple[Any, Any, int]:
     """The mixture in transformers (base, experts, trained router), its tokenizer and context limit."""
     from engine.backends import moe
     from engine.backends.base_load import load_base
 
+    key = json.dumps(desc, sort_keys=True)
+    if key in _LAST:
+        mixture, tok, limit = _LAST[key]
+        state = mixture.route
+        state.mode, state.forced, state.gate, state.tally = "router", None, None, None
+        return mixture, tok, limit
+    _LAST.clear()
     base, tok, _ = load_base(desc["base_format"], Path(desc["base_path"]), "auto", desc.get("quantize", "auto"))
     experts = [moe.read_expert(e["name"], Path(e["path"])) for e in desc["experts"]]
     mixture = moe.build_mixture(base.eval(), experts, int(desc["top_k"])).eval()
     moe.load_router(mixture, Path(desc["router"]))
-    return mixture, tok, int(getattr(base.config, "max_position_embeddings", 4096) or 4096)
+    _LAST[key] = (mixture, tok, int(getattr(base.config, "max_position_embeddings", 4096) or 4096))
+    return _LAST[key]
 
 
 class MixtureScorer(TransformersScorer):
