@@ -135,6 +135,15 @@ class JobsScreen(TableKeys, AppScreen):
             run = runs.get(self.db, ident)
             names = {p.id: p.name for p in projects.list_all(self.db)}
             project, stage = (names.get(run.project_id or 0), run.stage) if run else (None, "")
+        if stage.startswith("mixture"):  # mixtures span projects: their own screen
+            from selfspec_tui.screens.mixtures import MixturesScreen
+
+            stack = self.app.screen_stack
+            if len(stack) >= 2 and isinstance(stack[-2], MixturesScreen):
+                self.app.pop_screen()  # it is right under this one: go back to it
+            else:
+                self.app.push_screen(MixturesScreen())
+            return
         action = STAGE_SCREENS.get(stage)
         if not project or action is None:
             self.notify("this job has no screen of its own", severity="warning")

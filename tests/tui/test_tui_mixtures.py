@@ -32,6 +32,11 @@ async def test_create_train_and_ask_a_mixture_by_keys(two_experts, home) -> None
         await wait_for(pilot, lambda: not screen.running)
         screen.form().fill({"max_steps": 2, "batch_size": 2, "micro_batch": 1})
         await pilot.press("ctrl+r")
+        await pilot.press("ctrl+t")  # the Jobs screen lists the router's training; enter comes back here
+        await wait_for(pilot, lambda: app.screen.query_one("#jobs", DataTable).row_count > 0)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is screen  # back to the same screen, still following the run
         await wait_for(pilot, lambda: mixtures.by_name(db, "duo").status == "done", timeout=120)
         await wait_for(pilot, lambda: not screen.running)
         row = [str(c) for c in screen.query_one("#mixtures", DataTable).get_row("duo")]
