@@ -22,7 +22,7 @@ from engine.spec.kinds import JobStatus
 from engine.spec.mixture import RouterConfig
 from engine.stages import models
 from engine.stages.context import Context, Interrupted
-from engine.stages.train import DATA_FILE, split
+from engine.stages.train import DATA_FILE, snapshot, split
 from engine.store import adapters, mixtures, projects
 from engine.store.mixtures import Mixture
 
@@ -102,15 +102,6 @@ def _union(m: Mixture, cfg: RouterConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def _snapshot(folder: Path, rows: list[dict[str, Any]]) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    body = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode("utf-8")
-    partial = folder / (DATA_FILE + ".partial")
-    partial.write_bytes(body)
-    partial.replace(folder / DATA_FILE)
-    return hashlib.sha256(body).hexdigest()
-
-
 def open_router_training(ctx: Context, name: str, options: dict[str, Any]) -> tuple[Mixture, RouterConfig]:
     """The mixture and the router settings to train with: fresh ones, or the stored ones on resume."""
     from engine.stages.resume import fresh, reconcile
@@ -121,7 +112,7 @@ def open_router_training(ctx: Context, name: str, options: dict[str, Any]) -> tu
     if m.status == "created":
         cfg = fresh(options, spec.build, spec.describe_errors)
         rows = _union(m, cfg)
-        fingerprint = _snapshot(Path(m.path), rows)
+        fingerprint = snapshot(Path(m.path), rows)
         mixtures.start_training(ctx.db, m.id, cfg.model_dump(mode="json"), fingerprint, len(rows))
         ctx.log(f"mixture {name!r}: {len(rows)} examples from {len(m.experts)} experts, fingerprint {fingerprint[:12]}")
         return mixtures.get(ctx.db, m.id), cfg

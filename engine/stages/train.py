@@ -30,7 +30,7 @@ UNFINISHED = (JobStatus.TRAINING, JobStatus.INTERRUPTED, JobStatus.FAILED)
 DATA_FILE = "data.jsonl"
 
 
-def _snapshot(folder: Path, rows: list[dict[str, Any]]) -> str:
+def snapshot(folder: Path, rows: list[dict[str, Any]]) -> str:
     """Write the training data once, atomically; its sha256 is the data fingerprint."""
     folder.mkdir(parents=True, exist_ok=True)
     body = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode("utf-8")
@@ -92,7 +92,7 @@ def _new_adapter(ctx: Context, cfg: TrainConfig, name: str | None, existing: lis
     folder = paths.child(ctx.workdir / "adapters", name, "adapter")
     if name in taken:
         raise UserError(f"{project.name} already has an adapter named {name!r}")
-    fingerprint = _snapshot(folder, rows)
+    fingerprint = snapshot(folder, rows)
     body = {"train": cfg.model_dump(mode="json"), "model": project.base_model}
     adapter = adapters.create(ctx.db, project, name, body, fingerprint, len(rows), str(folder))
     ctx.log(f"new adapter {name!r}: {len(rows)} examples, fingerprint {fingerprint[:12]}")
