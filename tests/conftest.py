@@ -43,3 +43,18 @@ def project(db):
 def tiny_folder(tmp_path_factory) -> Path:
     """A 2-layer random Llama with its own tokenizer, built once per session."""
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture
+def tiny_project(db, tiny_folder):
+    """Project "tp" on the tiny Llama with 24 examples, 20 of them accepted (training tests)."""
+    from engine.stages.models import register
+    from engine.store import projects, review
+    from engine.store.review import Filter
+    from tests.helpers import fill
+
+    register(db, tiny_folder, "tiny")
+    p = projects.create(db, "tp", "biomedicine", "tiny", {})
+    ids = fill(db, p, 24, seed=3)
+    review.set_status(db, p, Filter(ids=tuple(ids[:20])), "accepted", "x")
+    return p

@@ -51,7 +51,7 @@ def load_base(kind: str, path: Path, device: str, quantize: str) -> tuple[Any, A
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": torch.cuda.current_device()}  # this rank's GPU under torchrun
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             folder, **({"gguf_file": kwargs["gguf_file"]} if kind == "gguf" else {})

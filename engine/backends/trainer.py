@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.backends import state_io
 from engine.backends.base_load import load_base
+from engine.backends.dist import SINGLE, Ranks, micro_seed
 from engine.backends.encoding import IGNORE, Encoded, TrainExample, encode, epoch_batches
 from engine.errors import UserError
 from engine.spec.prompts import alpaca_prompt
@@ -71,12 +72,13 @@ class StepLoop:
         val: list[Encoded],
         info: dict[str, Any],
         threads: int,
+        ranks: Ranks = SINGLE,
     ) -> None:
         import torch
         from transformers import get_scheduler
 
         torch.set_num_threads(max(1, threads))
-        self.cfg, self.train, self.val, self.info = cfg, train, val, info
+        self.cfg, self.train, self.val, self.info, self.ranks = cfg, train, val, info, ranks
         self.device = info["device"]
         self.pad = tokenizer.pad_token_id
         torch.manual_seed(cfg.seed)
@@ -159,7 +161,9 @@ class StepLoop:
     # ---- one optimizer step -------------------------------------------------------------------
 
     def step(self, should_stop: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
-        """One optimizer step over `accumulation` micro-batches; None if stopped before it finished."""
+        """One optimizer step over `accumulation` micro-batches (dealt to the ranks in turn when
+        training is spread over processes); None if stopped before it finished. Spread over
+        processes, a stop is only taken between steps (drive asks every rank together)."""
         import torch
 
         order = self._epoch_order(self.pos.epoch)
@@ -172,10 +176,12 @@ class StepLoop:
         started = time.perf_counter()
         total_loss = 0.0
         tokens = 0
-        for batch in items:
-            if should_stop():
+        mine = self.ranks.mine(list(enumerate(items)))
+        for micro, batch in mine:
+            if not self.ranks.spread and should_stop():
                 self.optimizer.zero_grad(set_to_none=True)
                 return None
+            torch.manual_seed(micro_seed(self.cfg.seed, self.pos.step, micro))  # dropout: rank-independent
             try:
                 loss_sum, _ = self._loss_sum(batch)
                 (loss_sum / max(1, targets)).backward()
@@ -187,12 +193,16 @@ class StepLoop:
                 raise
             total_loss += float(loss_sum.detach())
             tokens += sum(len(e.input_ids) for e in batch)
-        missing = [n for n, p in self.trainable if p.grad is None]
+        missing = [n for n, p in self.trainable if p.grad is None] if mine else []
         if missing:
             raise RuntimeError(
                 f"{len(missing)} trainable tensors got no gradient this step (first: {missing[0]}); "
                 "the model instance cannot be trained (was it used for 4-bit generation before?)"
             )
+        if self.ranks.spread:
+            self.ranks.sum_grads([p for _, p in self.trainable])
+            total_loss, summed_tokens = self.ranks.sum([total_loss, float(tokens)])
+            tokens = int(summed_tokens)
         if self.cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_([p for _, p in self.trainable], self.cfg.max_grad_norm)
         lr = self.scheduler.get_last_lr()[0]
@@ -223,19 +233,21 @@ class StepLoop:
         )
 
     def validate(self) -> float | None:
-        """Mean response-token loss on the held-out examples."""
+        """Mean response-token loss on the held-out examples (their micro-batches dealt to the ranks)."""
         import torch
 
         if not self.val:
             return None
         self.model.eval()
         total, count = 0.0, 0
+        starts = self.ranks.mine(range(0, len(self.val), self.cfg.micro_batch))
         with torch.no_grad():
-            for start in range(0, len(self.val), self.cfg.micro_batch):
+            for start in starts:
                 loss_sum, n = self._loss_sum(self.val[start : start + self.cfg.micro_batch])
                 total += float(loss_sum)
                 count += n
-        return total / max(1, count)
+        total, count_f = self.ranks.sum([total, float(count)])
+        return total / max(1, int(count_f))
 
     def peak_memory_mb(self) -> float:
         import torch

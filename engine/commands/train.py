@@ -17,8 +17,14 @@ def run(ctx: Context, a: Namespace) -> dict[str, Any]:
 
     options = given(stage("train").knobs, a)
     name = options.pop("name", None)
+    processes = options.pop("processes", None)
+    processes = 1 if processes is None else processes
+    if processes != 1:  # before anything is written
+        from engine.stages.train_launch import check_processes
+
+        check_processes(processes, str(options.get("device") or "auto"))
     adapter = open_training(ctx, options, name, a.resume, a.new)
-    return run_training(ctx, adapter)
+    return run_training(ctx, adapter, processes)
 
 
 def adapters(ctx: Context, a: Namespace) -> None:

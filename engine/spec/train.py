@@ -83,6 +83,8 @@ class TrainRun(BaseModel):
 
     name: str | None = None
     """adapter name (default expert-N)"""
+    processes: int = Field(default=1, ge=1, le=64)
+    """data-parallel training processes started by torchrun (one per GPU; on CPU they share the cores)"""
 
 
 _HIDDEN: dict[str, object] = {"form": False}
@@ -117,7 +119,10 @@ ORDER = (
 
 
 def knobs() -> tuple[Knob, ...]:
-    run = knobs_of(TrainRun, meta={"name": {"label": "adapter name (blank: expert-N)"}})
+    run = knobs_of(
+        TrainRun,
+        meta={"name": {"label": "adapter name (blank: expert-N)"}, "processes": {"label": "processes (data-parallel)"}},
+    )
     return run + knobs_of(TrainConfig, {name: (name,) for name in ORDER}, META)
 
 

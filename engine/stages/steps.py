@@ -33,7 +33,8 @@ def drive(
     record: Callable[[StepRecord], None],
     stage: str = "train",
 ) -> Outcome:
-    """Step `run` until done; `record` stores each step. Raises Interrupted after a checkpoint on cancel."""
+    """Step `run` until done; `record` stores each step. Raises Interrupted after a checkpoint on cancel.
+    Spread over processes (run.ranks), only rank 0 records, reports and writes checkpoints."""
     progress = ctx.progress(stage, run.total_steps, "steps", done=run.pos.step)
     started = time.perf_counter()
     tokens_here = 0
@@ -44,23 +45,30 @@ def drive(
         p = run.pos
         record(StepRecord(p.step, p.epoch, out["loss"], out["lr"], int(out["tokens"]), out["seconds"], val))
 
+    ranks = run.ranks
     while not run.done():
         out = run.step(ctx.should_stop)
-        if out is None or ctx.should_stop():
-            if out is not None:
-                keep(out, None)
-            saved = run.save_checkpoint(checkpoints, cfg.keep_checkpoints)
-            ctx.log(f"stopped; checkpoint {saved.name} written: running it again resumes from it")
-            raise Interrupted()
         step_val = None
-        if run.epoch_just_ended() or run.done():
+        if out is not None and (run.epoch_just_ended() or run.done()):
             step_val = run.validate()
             if step_val is not None:
                 run.pos.val_losses.append(step_val)
                 val_loss = step_val
-        keep(out, step_val)
+        # spread over processes, every rank takes a stop at the same step (a collective per step)
+        stopping = ranks.any(ctx.should_stop()) if ranks.spread else ctx.should_stop()
+        if out is None or stopping:
+            if out is not None and ranks.main:
+                keep(out, step_val)
+            if ranks.main:
+                saved = run.save_checkpoint(checkpoints, cfg.keep_checkpoints)
+                ctx.log(f"stopped; checkpoint {saved.name} written: running it again resumes from it")
+            ranks.barrier()
+            raise Interrupted()
         last_loss = out["loss"]
         tokens_here += int(out["tokens"])
+        if not ranks.main:
+            continue
+        keep(out, step_val)
         elapsed = time.perf_counter() - started
         progress.extra = {
             "loss": round(out["loss"], 4),
@@ -70,6 +78,7 @@ def drive(
             "tokens_per_s": round(tokens_here / elapsed, 1) if elapsed > 0 else None,
             "val_loss": round(val_loss, 4) if val_loss is not None else None,
             "step_loss": {"step": run.pos.step, "loss": out["loss"], "val_loss": step_val},
+            **({"processes": ranks.world} if ranks.spread else {}),
         }
         progress.advance(1, force=True)
         if run.pos.step % cfg.checkpoint_every == 0 and not run.done():

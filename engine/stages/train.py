@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import paths
+from engine.backends.dist import SINGLE, Ranks
 from engine.errors import UserError
 from engine.spec.kinds import JobStatus
 from engine.spec.train import TrainConfig, build, describe_errors, run_control
@@ -107,8 +108,14 @@ def split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
-def run_training(ctx: Context, adapter: Adapter) -> dict[str, Any]:
+def run_training(ctx: Context, adapter: Adapter, processes: int = 1) -> dict[str, Any]:
+    """Train in this process, or on `processes` data-parallel ranks (engine.stages.train_launch)."""
     try:
+        if processes > 1:
+            from engine.stages.train_launch import check_processes, launch
+
+            check_processes(processes, TrainConfig.model_validate(adapter.config["train"]).device)
+            return launch(ctx, adapter, processes)
         return _train(ctx, adapter)
     except Interrupted:
         adapters.set_status(ctx.db, adapter.id, "interrupted")
@@ -118,7 +125,9 @@ def run_training(ctx: Context, adapter: Adapter) -> dict[str, Any]:
         raise
 
 
-def _train(ctx: Context, adapter: Adapter) -> dict[str, Any]:
+def _train(ctx: Context, adapter: Adapter, ranks: Ranks = SINGLE) -> dict[str, Any]:
+    """Train (or resume) `adapter` in this process; under torchrun this is one rank of several, and
+    only rank 0 writes the store, checkpoints and the adapter (engine.stages.train_launch)."""
     from engine.backends import trainer
 
     cfg = TrainConfig.model_validate(adapter.config["train"])
@@ -148,24 +157,36 @@ def _train(ctx: Context, adapter: Adapter) -> dict[str, Any]:
     encoded_val, _ = trainer.encode(tokenizer, [examples[i] for i in val_idx], cfg.prompt_format, cfg.max_length)
     if not encoded_train:
         raise UserError(f"no training example has a response within --max-length {cfg.max_length}; raise it")
-    if cut:
+    if cut and ranks.main:
         ctx.log(
             f"{cut} example(s) left out: their prompt alone is longer than --max-length {cfg.max_length}", "warning"
         )
-    run = trainer.LoraRun(model, tokenizer, cfg, encoded_train, encoded_val, info, ctx.threads)
+    run = trainer.LoraRun(model, tokenizer, cfg, encoded_train, encoded_val, info, ctx.threads, ranks)
     checkpoints = folder / "checkpoints"
     last = trainer.newest_checkpoint(checkpoints)
     if last is not None:
         run.load_checkpoint(last)
-        adapters.forget_steps_after(ctx.db, adapter.id, run.pos.step)
-        ctx.log(f"resumed from checkpoint {last.name} (step {run.pos.step} of {run.total_steps})")
-    adapters.set_status(ctx.db, adapter.id, "training")
+        if ranks.main:
+            adapters.forget_steps_after(ctx.db, adapter.id, run.pos.step)
+            ctx.log(f"resumed from checkpoint {last.name} (step {run.pos.step} of {run.total_steps})")
+    if ranks.main:
+        adapters.set_status(ctx.db, adapter.id, "training")
     mode = f"{'QLoRA 4-bit' if info['four_bit'] else 'LoRA'} on {info['device']} ({info['dtype']})"
-    ctx.log(
-        f"training {adapter.name!r}: {len(encoded_train)} examples, {len(encoded_val)} held out, "
-        f"{run.total_steps} steps of {cfg.batch_size} ({cfg.micro_batch} x {cfg.accumulation}), {mode}"
-    )
+    mode += f", {ranks.world} processes" if ranks.spread else ""
+    if ranks.main:
+        ctx.log(
+            f"training {adapter.name!r}: {len(encoded_train)} examples, {len(encoded_val)} held out, "
+            f"{run.total_steps} steps of {cfg.batch_size} ({cfg.micro_batch} x {cfg.accumulation}), {mode}"
+        )
+        if ranks.world > cfg.accumulation:
+            ctx.log(
+                f"{ranks.world} processes but {cfg.accumulation} micro-batch(es) per step: some processes wait;"
+                f" raise --batch-size to {cfg.micro_batch * ranks.world} or more",
+                "warning",
+            )
     outcome = drive(ctx, run, checkpoints, cfg, lambda rec: adapters.record_step(ctx.db, adapter.id, rec))
+    if not ranks.main:
+        return {}
     run.save_adapter(folder / "adapter")
     metrics = {
         "steps": run.pos.step,
@@ -177,6 +198,7 @@ def _train(ctx: Context, adapter: Adapter) -> dict[str, Any]:
         "peak_memory_mb": round(run.peak_memory_mb(), 1),
         "device": info["device"],
         "four_bit": info["four_bit"],
+        "processes": ranks.world,
         "examples": len(encoded_train),
         "held_out": len(encoded_val),
         "left_out_too_long": cut,

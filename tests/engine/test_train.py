@@ -24,17 +24,6 @@ from engine.store.review import Filter
 from tests.helpers import ROOT, fill, run_engine
 
 
-@pytest.fixture
-def tiny_project(db, tiny_folder):
-    from engine.stages.models import register
-
-    register(db, tiny_folder, "tiny")
-    p = projects.create(db, "tp", "biomedicine", "tiny", {})
-    ids = fill(db, p, 24, seed=3)
-    review.set_status(db, p, Filter(ids=tuple(ids[:20])), "accepted", "x")
-    return p
-
-
 def context(db, project, events: list[Event] | None = None, stop_after: int | None = None) -> Context:
     ctx = Context(db, lambda e: None, project, threads=1)
 

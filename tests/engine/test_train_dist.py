@@ -1,0 +1,149 @@
+"""Training spread over processes (torchrun, gloo on CPU) on the tiny Llama: the same global batch
+and seed give the losses and the adapter of one process; a stop or a killed rank resumes, also on
+a different number of processes. Real torch.distributed, real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.store import adapters
+from tests.engine.test_train import losses
+from tests.helpers import ROOT, run_engine
+
+# 4 micro-batches of 1 per step: two each on two ranks; dropout on, so its masks must match too
+ARGS = ["train", "--project", "tp", "--lr", "5e-3", "--batch-size", "4", "--micro-batch", "1", "--epochs", "3"]
+ARGS += ["--checkpoint-every", "2", "--dropout", "0.1"]
+
+
+def _weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter" / "adapter_model.safetensors"))
+
+
+def _close(a: list, b: list, tol: float = 1e-4) -> bool:
+    return len(a) == len(b) and all(
+        x[0] == y[0] and abs(x[1] - y[1]) <= tol * max(1.0, abs(x[1])) and (x[2] is None) == (y[2] is None)
+        for x, y in zip(a, b)
+    )
+
+
+def _rank_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"engine.stages.train_rank" in cmd and b"torch.distributed.run" not in cmd:
+                pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def _wait_steps(home: Path, name: str, n: int, proc: subprocess.Popen, timeout: float = 180) -> None:
+    con = sqlite3.connect(home / "selfspec.db")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            row = con.execute(
+                "SELECT count(*) FROM train_steps s JOIN adapters a ON a.id = s.adapter_id WHERE a.name = ?", (name,)
+            ).fetchone()
+            if row[0] >= n:
+                return
+            assert proc.poll() is None and time.monotonic() < deadline, "training ended before the test could act"
+            time.sleep(0.05)
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(db, tiny_project, home):
+    one = run_engine(*ARGS, "--name", "one", timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_engine(*ARGS, "--name", "two", "--new", "--processes", "2", timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "2 processes" in two.stderr
+    a, b = adapters.by_name(db, tiny_project, "one"), adapters.by_name(db, tiny_project, "two")
+    want, got = losses(db, a.id), losses(db, b.id)
+    assert len(want) == 15 and _close(want, got), (want, got)
+    assert b.status == "done" and b.metrics["processes"] == 2 and b.metrics["tokens"] == a.metrics["tokens"]
+    wa, wb = _weights(Path(a.path)), _weights(Path(b.path))
+    assert wa.keys() == wb.keys() and len(wa) > 0
+    assert all(float((wa[k] - wb[k]).abs().max()) < 1e-4 for k in wa)
+    assert any(float(wa[k].abs().max()) > 0 for k in wa if "lora_B" in k)  # the adapter did train
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_rank_and_resumes_on_one_process(db, tiny_project, home):
+    assert run_engine(*ARGS, "--name", "one", timeout=600).returncode == 0
+    want = losses(db, adapters.by_name(db, tiny_project, "one").id)
+    cmd = [sys.executable, "-m", "engine", "--format", "text", *ARGS, "--name", "cut", "--new", "--processes", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_steps(home, "cut", 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "checkpoint" in err
+    time.sleep(0.5)
+    assert _rank_pids() == []  # no rank outlives the command
+    cut = adapters.by_name(db, tiny_project, "cut")
+    assert cut.status == "interrupted" and 3 <= len(losses(db, cut.id)) < len(want)
+    r = run_engine("train", "--project", "tp", timeout=600)  # one process now
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from checkpoint" in r.stderr
+    assert _close(losses(db, cut.id), want)
+
+
+@pytest.mark.slow
+def test_kill_9_of_one_rank_then_rerun_resumes(db, tiny_project, home):
+    assert run_engine(*ARGS, "--name", "one", timeout=600).returncode == 0
+    want = losses(db, adapters.by_name(db, tiny_project, "one").id)
+    cmd = [sys.executable, "-m", "engine", "--format", "text", *ARGS, "--name", "hit", "--new", "--processes", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_steps(home, "hit", 5, proc)
+    ranks = _rank_pids()
+    assert len(ranks) == 2
+    os.kill(ranks[-1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 2, err[-3000:]
+    assert "rerunning `train` resumes" in err and "Traceback" not in err
+    time.sleep(0.5)
+    assert _rank_pids() == []
+    hit = adapters.by_name(db, tiny_project, "hit")
+    assert hit.status == "failed" and len(losses(db, hit.id)) < len(want)
+    r = run_engine("train", "--project", "tp", "--processes", "2", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from checkpoint" in r.stderr
+    assert _close(losses(db, hit.id), want)
+    wa, wb = _weights(Path(adapters.by_name(db, tiny_project, "one").path)), _weights(Path(hit.path))
+    assert all(float((wa[k] - wb[k]).abs().max()) < 1e-4 for k in wa)
+
+
+def test_process_count_is_checked(db, tiny_project):
+    r = run_engine(*ARGS, "--processes", "0")
+    assert r.returncode == 2 and "--processes" in r.stderr
+    r = run_engine(*ARGS, "--processes", "2", "--device", "cuda")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+@pytest.mark.gpu
+def test_two_gpus_nccl_equal_one(db, tiny_project, home):
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    base = ["--device", "cuda", "--quantize", "none"]
+    assert run_engine(*ARGS, *base, "--name", "one", timeout=900).returncode == 0
+    r = run_engine(*ARGS, *base, "--name", "two", "--new", "--processes", "2", timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = adapters.by_name(db, tiny_project, "one"), adapters.by_name(db, tiny_project, "two")
+    assert _close(losses(db, a.id), losses(db, b.id), tol=2e-2)  # bf16 autocast on GPU
