@@ -71,6 +71,15 @@ def describe_progress(event: ev.Progress) -> str:
     counters = x.get("counters") or {}
     if counters:
         parts.append(", ".join(f"{k} {v}" for k, v in counters.items()))
+    workers = x.get("workers") or []
+    if workers:
+        parts.append(
+            "workers: "
+            + ", ".join(
+                f"{w['worker']} {'lost' if w.get('lost') else str(w.get('tokens_per_s') or '-') + ' tok/s'}"
+                for w in workers
+            )
+        )
     dropped = x.get("dropped") or {}
     if dropped:
         top = sorted(dropped.items(), key=lambda kv: -kv[1])[:4]

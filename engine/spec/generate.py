@@ -5,9 +5,10 @@ TUI form shows."""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.spec.stage import Knob, build, knobs_of
 from engine.spec.stage import describe_errors as describe
@@ -131,6 +132,11 @@ class GenerateConfig(Strict):
     """vLLM: GPUs one model instance is split across"""
     data_parallel_size: int = Field(default=1, ge=1, le=64)
     """vLLM: model instances serving requests side by side"""
+    ray: str = ""
+    """spread generation over Ray workers: local:N starts N on this machine, or a running cluster's
+    address (host:6379, ray://host:10001); blank: this process alone"""
+    ray_workers: int = Field(default=0, ge=0, le=1024)
+    """workers on a cluster given by address (0: one per GPU, else one per node)"""
     max_prompts: int = Field(default=0, ge=0)
     """stop brainstorming after this many prompts even if the target is not reached (0: 20 x target + 20)"""
 
@@ -150,6 +156,16 @@ class GenerateConfig(Strict):
         if data.get("endpoint") and data.get("backend", "auto") == "auto":
             data = {**data, "backend": "endpoint"}
         return data
+
+    @field_validator("ray")
+    @classmethod
+    def _ray_target(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("local") and not re.fullmatch(r"local:([1-9]\d{0,2})", value):
+            raise ValueError("write local:N with N workers from 1 to 256 (local:2), or a cluster's address")
+        if value.startswith("local") and int(value[6:]) > 256:
+            raise ValueError("local:N takes at most 256 workers")
+        return value
 
     def prompt_budget(self, target: int) -> int:
         return self.max_prompts or 20 * target + 20
@@ -206,6 +222,8 @@ FLAT: dict[str, tuple[str, ...]] = {
     "served_model": ("served_model",),
     "tensor_parallel_size": ("tensor_parallel_size",),
     "data_parallel_size": ("data_parallel_size",),
+    "ray": ("ray",),
+    "ray_workers": ("ray_workers",),
     "max_prompts": ("max_prompts",),
 }
 _HIDDEN: dict[str, object] = {"form": False}
@@ -252,6 +270,8 @@ META: dict[str, dict[str, object]] = {
     "served_model": _HIDDEN,
     "tensor_parallel_size": _HIDDEN,
     "data_parallel_size": _HIDDEN,
+    "ray": {"label": "Ray cluster (local:N or address)", "metavar": "local:N|ADDRESS", "run_control": True},
+    "ray_workers": {**_HIDDEN, "run_control": True},
     "max_prompts": {**_HIDDEN, "run_control": True},
 }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,8 @@ class Tally:
     seconds: float = 0.0
     brainstorm_tokens: int = 0
     kept_this_run: int = 0
+    workers: Callable[[], list[dict[str, Any]]] | None = None
+    """per-worker rates when generation is spread over workers (Ray)"""
 
     def tokens_per_s(self) -> float | None:
         return round(self.tokens / self.seconds, 1) if self.seconds > 0 else None
@@ -58,6 +61,8 @@ class Tally:
             if self.kept_this_run
             else None,
         }
+        if self.workers is not None:
+            progress.extra["workers"] = self.workers()
 
 
 def balanced_sample(pool: list[Seed], k: int, rng: random.Random) -> list[Seed]:

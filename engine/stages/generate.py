@@ -87,7 +87,15 @@ class GenerationRun:
             data_parallel=cfg.data_parallel_size,
             chat=chat,
         )
-        self.generator = registry.open_generator(ModelFile(self.model_name, fmt, path), options, self.config.backend)
+        model = ModelFile(self.model_name, fmt, path)
+        if cfg.ray:
+            from engine.backends.ray_pool import open_ray_generator
+
+            self.generator = open_ray_generator(model, options, self.config.backend, cfg.ray, cfg.ray_workers)
+            self.ctx.log(f"generating on {self.generator.size} Ray workers ({cfg.ray})")
+        else:
+            self.generator = registry.open_generator(model, options, self.config.backend)
+        self.tally.workers = getattr(self.generator, "worker_rates", None)
 
     # ---- stage 1 ---------------------------------------------------------------------------
 

@@ -1,0 +1,101 @@
+"""Generation spread over a local Ray cluster (127.0.0.1, real Ray): the rows equal a one-process
+run; a worker killed mid-run loses nothing; progress names each worker's rate. The fake runtime
+(tests.fakes, through SELFSPEC_PLUGINS) runs on the workers in the fast test, the embedded default
+on llama.cpp in the slow one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.stages.models import DEFAULT_MODEL
+from tests.helpers import ROOT, dump, make_project, run_engine
+
+pytest.importorskip("ray")
+
+FAKE = ["--target", "12", "--seed", "5", "--no-retrieval", "--batch-size", "4"]
+REAL = ["--target", "4", "--seed", "11", "--max-tokens", "160", "--response-max-tokens", "40", "--passages", "2"]
+REAL += ["--demos", "2", "--max-prompts", "16", "--batch-size", "4", "--demo-block", "2", "--calibration-seeds", "6"]
+
+
+def _in_home(tmp_path: Path, monkeypatch, label: str, model: str = "fake-generator") -> Path:
+    home = tmp_path / label
+    home.mkdir()
+    monkeypatch.setenv("SELFSPEC_HOME", str(home))
+    make_project("r", model=model)
+    return home
+
+
+def _generate(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    r = run_engine("generate", "--project", "r", *args, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_ray_rows_equal_one_process_and_progress_names_workers(tmp_path, monkeypatch):
+    _in_home(tmp_path, monkeypatch, "one")
+    _generate(*FAKE)
+    want = dump(tmp_path / "one" / "selfspec.db")
+    home = _in_home(tmp_path, monkeypatch, "ray")
+    cmd = [sys.executable, "-m", "engine", "--format", "json", "generate", "--project", "r", *FAKE, "--ray", "local:2"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert dump(home / "selfspec.db") == want and want["examples"]
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    workers = [e["workers"] for e in events if e.get("event") == "progress" and e.get("workers")]
+    assert workers and len(workers[-1]) == 2
+    assert all(w["prompts"] > 0 for w in workers[-1])  # both took work
+    assert any("2 Ray workers" in e.get("message", "") for e in events if e.get("event") == "log")
+
+
+def test_bad_ray_target_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    home = _in_home(tmp_path, monkeypatch, "bad")
+    for target, words in [("local:x", "local:N"), ("local:0", "local:N"), ("127.0.0.1:1", "cannot join")]:
+        r = run_engine("generate", "--project", "r", *FAKE, "--ray", target, timeout=300)
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert words in r.stderr and "Traceback" not in r.stderr
+    assert dump(home / "selfspec.db")["examples"] == []
+
+
+def _worker_pids(stdout_lines: list[str]) -> list[int]:
+    for line in reversed(stdout_lines):
+        if '"workers"' in line:
+            return [int(w["worker"].rsplit(":", 1)[1]) for w in json.loads(line)["workers"] if not w.get("lost")]
+    return []
+
+
+@pytest.mark.slow
+def test_real_model_on_two_ray_workers_equals_one_process_and_survives_a_lost_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSPEC_THREADS", "2")
+    _in_home(tmp_path, monkeypatch, "one", model=DEFAULT_MODEL)
+    _generate(*REAL, timeout=900)
+    want = dump(tmp_path / "one" / "selfspec.db")
+    assert want["examples"]
+    home = _in_home(tmp_path, monkeypatch, "ray", model=DEFAULT_MODEL)
+    cmd = [sys.executable, "-m", "engine", "--format", "json", "generate", "--project", "r", *REAL, "--ray", "local:2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    killed = None
+    deadline = time.monotonic() + 900
+    assert proc.stdout is not None
+    for line in proc.stdout:  # kill one worker once both have answered a chunk
+        lines.append(line)
+        pids = _worker_pids(lines)
+        if killed is None and len(pids) == 2 and '"prompts": 0' not in line:
+            killed = pids[-1]
+            os.kill(killed, signal.SIGKILL)
+        assert time.monotonic() < deadline
+    proc.wait(timeout=60)
+    err = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 0, err[-3000:]
+    assert killed is not None, "the run ended before a worker could be killed"
+    last = next(json.loads(x)["workers"] for x in reversed(lines) if '"workers"' in x)
+    assert any(w.get("lost") for w in last)  # the lost worker is shown as lost, a replacement took over
+    assert dump(home / "selfspec.db") == want
