@@ -19,8 +19,11 @@ def _device(requested: str) -> str:
     return requested
 
 
-def load_base(kind: str, path: Path, device: str, quantize: str) -> tuple[Any, Any, dict[str, Any]]:
-    """A fresh model instance and its tokenizer, ready for LoRA.
+def load_base(
+    kind: str, path: Path, device: str, quantize: str, stay_on_cpu: bool = False
+) -> tuple[Any, Any, dict[str, Any]]:
+    """A fresh model instance and its tokenizer, ready for LoRA. `stay_on_cpu`: in the device's
+    dtype but left in host memory (FSDP moves each rank's shard to its GPU).
 
     Always a new instance: bitsandbytes repacks 4-bit weights after generate() on CPU, after
     which training the same instance silently gets no gradients.
@@ -65,7 +68,7 @@ def load_base(kind: str, path: Path, device: str, quantize: str) -> tuple[Any, A
         setattr(model, "is_quantized", False)  # noqa: B010
         if hasattr(model.config, "quantization_config"):  # else save_pretrained writes a GGUF marker
             del model.config.quantization_config
-    if not four_bit:
+    if not four_bit and not stay_on_cpu:
         model = model.to(dev)  # type: ignore[arg-type]
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

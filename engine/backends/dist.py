@@ -28,6 +28,12 @@ class Ranks:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    strategy: str = "ddp"
+    """ddp: every rank holds the whole model; fsdp: each holds a shard (engine.backends.fsdp)"""
+
+    @property
+    def fsdp(self) -> bool:
+        return self.spread and self.strategy == "fsdp"
 
     @property
     def main(self) -> bool:
@@ -97,7 +103,7 @@ class Ranks:
 SINGLE = Ranks()
 
 
-def from_env(device: str = "auto") -> Ranks:
+def from_env(device: str = "auto", strategy: str = "ddp") -> Ranks:
     """The ranks torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK), with the
     process group joined: NCCL when training on CUDA, gloo otherwise. One process: SINGLE."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -114,7 +120,7 @@ def from_env(device: str = "auto") -> Ranks:
         torch.cuda.set_device(local)
     timeout = datetime.timedelta(seconds=float(os.environ.get("SELFSPEC_DIST_TIMEOUT_S", "600")))
     td.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
-    return Ranks(rank, world, local)
+    return Ranks(rank, world, local, strategy)
 
 
 def micro_seed(seed: int, step: int, micro: int) -> int:

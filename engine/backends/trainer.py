@@ -83,6 +83,10 @@ class StepLoop:
         self.pad = tokenizer.pad_token_id
         torch.manual_seed(cfg.seed)
         self.model = self.wrap(model)
+        if ranks.fsdp:
+            from engine.backends import fsdp
+
+            fsdp.shard(self.model, "cuda" if self.device == "cuda" else "cpu")
         self.trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         if not self.trainable:
             raise UserError(self.NOTHING_TO_TRAIN)
@@ -177,6 +181,10 @@ class StepLoop:
         total_loss = 0.0
         tokens = 0
         mine = self.ranks.mine(list(enumerate(items)))
+        scale = 1.0
+        if self.ranks.fsdp:  # every rank runs as many passes (each gathers weights); FSDP averages
+            mine += [(-1, items[0])] * (-(-len(items) // self.ranks.world) - len(mine))  # weighed 0
+            scale = float(self.ranks.world)
         for micro, batch in mine:
             if not self.ranks.spread and should_stop():
                 self.optimizer.zero_grad(set_to_none=True)
@@ -184,7 +192,10 @@ class StepLoop:
             torch.manual_seed(micro_seed(self.cfg.seed, self.pos.step, micro))  # dropout: rank-independent
             try:
                 loss_sum, _ = self._loss_sum(batch)
-                (loss_sum / max(1, targets)).backward()
+                weight = 0.0 if micro < 0 else scale
+                (loss_sum * weight / max(1, targets)).backward()
+                if micro < 0:
+                    continue
             except torch.cuda.OutOfMemoryError as exc:
                 raise UserError(self._oom_advice()) from exc
             except RuntimeError as exc:
@@ -200,7 +211,8 @@ class StepLoop:
                 "the model instance cannot be trained (was it used for 4-bit generation before?)"
             )
         if self.ranks.spread:
-            self.ranks.sum_grads([p for _, p in self.trainable])
+            if not self.ranks.fsdp:  # FSDP reduced the gradients in each backward pass
+                self.ranks.sum_grads([p for _, p in self.trainable])
             total_loss, summed_tokens = self.ranks.sum([total_loss, float(tokens)])
             tokens = int(summed_tokens)
         if self.cfg.max_grad_norm:
@@ -240,12 +252,16 @@ class StepLoop:
             return None
         self.model.eval()
         total, count = 0.0, 0
-        starts = self.ranks.mine(range(0, len(self.val), self.cfg.micro_batch))
+        every = range(0, len(self.val), self.cfg.micro_batch)
+        starts = list(self.ranks.mine(every))
+        if self.ranks.fsdp:  # the same number of passes on every rank; the extra ones are not counted
+            starts += [-1] * (-(-len(every) // self.ranks.world) - len(starts))
         with torch.no_grad():
             for start in starts:
-                loss_sum, n = self._loss_sum(self.val[start : start + self.cfg.micro_batch])
-                total += float(loss_sum)
-                count += n
+                loss_sum, n = self._loss_sum(self.val[max(0, start) : max(0, start) + self.cfg.micro_batch])
+                if start >= 0:
+                    total += float(loss_sum)
+                    count += n
         total, count_f = self.ranks.sum([total, float(count)])
         return total / max(1, int(count_f))
 
@@ -260,16 +276,20 @@ class StepLoop:
 
     # ---- checkpoints --------------------------------------------------------------------------
 
-    def save_checkpoint(self, folder: Path, keep: int) -> Path:
-        """Adapter, optimizer, scheduler, RNG and position; written aside, then renamed into place."""
+    def save_checkpoint(self, folder: Path, keep: int) -> Path | None:
+        """Adapter, optimizer, scheduler, RNG and position; written aside, then renamed into place.
+        Every rank calls it (FSDP gathers the shards first); rank 0 writes and returns the folder."""
         import numpy as np
         import torch
 
+        weights, optimizer = self._full_state()
+        if not self.ranks.main:
+            return None
         final = folder / f"step-{self.pos.step:07d}"
         partial = folder / (final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        self.save_weights(partial)
+        self._write_weights(partial, weights)
         rng = {
             "torch": torch.get_rng_state(),
             "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
@@ -277,9 +297,7 @@ class StepLoop:
             "numpy": np.random.get_state(),
         }
         # no pickle: tensors in safetensors, the rest in JSON (state_io)
-        state_io.save_state(
-            partial, {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng}
-        )
+        state_io.save_state(partial, {"optimizer": optimizer, "scheduler": self.scheduler.state_dict(), "rng": rng})
         (partial / "position.json").write_text(json.dumps(vars(self.pos)))
         for f in partial.iterdir():
             with f.open("rb") as fh:
@@ -290,16 +308,39 @@ class StepLoop:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
+    def _full_state(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(trained weights, optimizer state) in full: gathered from the shards under FSDP (every rank
+        must call it), else None for the weights (save_weights reads the model) and the state as is."""
+        if self.ranks.fsdp:
+            from engine.backends import fsdp
+
+            return fsdp.full_weights(self.trainable), fsdp.full_optimizer_state(self.optimizer)
+        return None, self.optimizer.state_dict() if self.ranks.main else None
+
+    def _write_weights(self, folder: Path, weights: dict[str, Any] | None) -> None:
+        if weights is None:
+            self.save_weights(folder)
+        else:
+            self.model.save_pretrained(str(folder), state_dict=weights)
+
     def load_checkpoint(self, path: Path) -> None:
         import numpy as np
         import torch
 
-        self.load_weights(path)
         try:
             state = state_io.load_state(path)
         except state_io.StateFormatError as exc:
             raise UserError(f"checkpoint {path.name}: {exc}; delete that folder to resume from an older one") from exc
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ranks.fsdp:
+            from safetensors.torch import load_file
+
+            from engine.backends import fsdp
+
+            fsdp.load_weights(self.trainable, load_file(str(path / self.WEIGHTS)))
+            fsdp.load_optimizer_state(self.optimizer, [p for _, p in self.trainable], state["optimizer"])
+        else:
+            self.load_weights(path)
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
@@ -310,9 +351,13 @@ class StepLoop:
         self.pos = Position(**json.loads((path / "position.json").read_text()))
 
     def save_adapter(self, folder: Path) -> None:
+        """The trained weights alone; every rank calls it, rank 0 writes."""
+        weights, _ = self._full_state()
+        if not self.ranks.main:
+            return
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        self.save_weights(partial)
+        self._write_weights(partial, weights)
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)
 

@@ -19,12 +19,13 @@ def run(ctx: Context, a: Namespace) -> dict[str, Any]:
     name = options.pop("name", None)
     processes = options.pop("processes", None)
     processes = 1 if processes is None else processes
+    strategy = options.pop("strategy", None) or "ddp"
     if processes != 1:  # before anything is written
         from engine.stages.train_launch import check_processes
 
         check_processes(processes, str(options.get("device") or "auto"))
     adapter = open_training(ctx, options, name, a.resume, a.new)
-    return run_training(ctx, adapter, processes)
+    return run_training(ctx, adapter, processes, strategy)
 
 
 def adapters(ctx: Context, a: Namespace) -> None:

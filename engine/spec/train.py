@@ -85,6 +85,8 @@ class TrainRun(BaseModel):
     """adapter name (default expert-N)"""
     processes: int = Field(default=1, ge=1, le=64)
     """data-parallel training processes started by torchrun (one per GPU; on CPU they share the cores)"""
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """with several processes: ddp (each holds the whole model) or fsdp (each holds a shard of a bf16 base)"""
 
 
 _HIDDEN: dict[str, object] = {"form": False}
@@ -121,7 +123,11 @@ ORDER = (
 def knobs() -> tuple[Knob, ...]:
     run = knobs_of(
         TrainRun,
-        meta={"name": {"label": "adapter name (blank: expert-N)"}, "processes": {"label": "processes (data-parallel)"}},
+        meta={
+            "name": {"label": "adapter name (blank: expert-N)"},
+            "processes": {"label": "processes (data-parallel)"},
+            "strategy": {"label": "strategy (several processes)"},
+        },  # fmt: skip
     )
     return run + knobs_of(TrainConfig, {name: (name,) for name in ORDER}, META)
 

@@ -59,13 +59,15 @@ def drive(
         if out is None or stopping:
             if out is not None and ranks.main:
                 keep(out, step_val)
-            if ranks.main:
-                saved = run.save_checkpoint(checkpoints, cfg.keep_checkpoints)
+            saved = run.save_checkpoint(checkpoints, cfg.keep_checkpoints)  # every rank: FSDP gathers
+            if saved is not None:
                 ctx.log(f"stopped; checkpoint {saved.name} written: running it again resumes from it")
             ranks.barrier()
             raise Interrupted()
         last_loss = out["loss"]
         tokens_here += int(out["tokens"])
+        if run.pos.step % cfg.checkpoint_every == 0 and not run.done():
+            run.save_checkpoint(checkpoints, cfg.keep_checkpoints)  # every rank: FSDP gathers
         if not ranks.main:
             continue
         keep(out, step_val)
@@ -81,6 +83,4 @@ def drive(
             **({"processes": ranks.world} if ranks.spread else {}),
         }
         progress.advance(1, force=True)
-        if run.pos.step % cfg.checkpoint_every == 0 and not run.done():
-            run.save_checkpoint(checkpoints, cfg.keep_checkpoints)
     return Outcome(last_loss, val_loss, tokens_here, time.perf_counter() - started)

@@ -108,14 +108,14 @@ def split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
-def run_training(ctx: Context, adapter: Adapter, processes: int = 1) -> dict[str, Any]:
+def run_training(ctx: Context, adapter: Adapter, processes: int = 1, strategy: str = "ddp") -> dict[str, Any]:
     """Train in this process, or on `processes` data-parallel ranks (engine.stages.train_launch)."""
     try:
         if processes > 1:
             from engine.stages.train_launch import check_processes, launch
 
             check_processes(processes, TrainConfig.model_validate(adapter.config["train"]).device)
-            return launch(ctx, adapter, processes)
+            return launch(ctx, adapter, processes, strategy)
         return _train(ctx, adapter)
     except Interrupted:
         adapters.set_status(ctx.db, adapter.id, "interrupted")
@@ -151,7 +151,9 @@ def _train(ctx: Context, adapter: Adapter, ranks: Ranks = SINGLE) -> dict[str, A
     train_idx, val_idx = split(len(examples), cfg.val_fraction, cfg.seed)
 
     ctx.log(f"loading {adapter.base_model} for training ...")
-    model, tokenizer, info = trainer.load_base(kind, path, cfg.device, cfg.quantize)
+    model, tokenizer, info = trainer.load_base(kind, path, cfg.device, cfg.quantize, stay_on_cpu=ranks.fsdp)
+    if ranks.fsdp and info["four_bit"]:
+        raise UserError("--strategy fsdp shards a bf16 base; a 4-bit base trains with --strategy ddp")
     ctx.check_stop()
     encoded_train, cut = trainer.encode(tokenizer, [examples[i] for i in train_idx], cfg.prompt_format, cfg.max_length)
     encoded_val, _ = trainer.encode(tokenizer, [examples[i] for i in val_idx], cfg.prompt_format, cfg.max_length)
@@ -172,12 +174,17 @@ def _train(ctx: Context, adapter: Adapter, ranks: Ranks = SINGLE) -> dict[str, A
     if ranks.main:
         adapters.set_status(ctx.db, adapter.id, "training")
     mode = f"{'QLoRA 4-bit' if info['four_bit'] else 'LoRA'} on {info['device']} ({info['dtype']})"
-    mode += f", {ranks.world} processes" if ranks.spread else ""
+    mode += f", {ranks.world} processes ({ranks.strategy})" if ranks.spread else ""
     if ranks.main:
         ctx.log(
             f"training {adapter.name!r}: {len(encoded_train)} examples, {len(encoded_val)} held out, "
             f"{run.total_steps} steps of {cfg.batch_size} ({cfg.micro_batch} x {cfg.accumulation}), {mode}"
         )
+        if ranks.fsdp:
+            from engine.backends.fsdp import held
+
+            mine, total = held(run.model)
+            ctx.log(f"fsdp: rank 0 holds {mine:,} of the model's {total:,} parameters")
         if ranks.world > cfg.accumulation:
             ctx.log(
                 f"{ranks.world} processes but {cfg.accumulation} micro-batch(es) per step: some processes wait;"
@@ -185,9 +192,9 @@ def _train(ctx: Context, adapter: Adapter, ranks: Ranks = SINGLE) -> dict[str, A
                 "warning",
             )
     outcome = drive(ctx, run, checkpoints, cfg, lambda rec: adapters.record_step(ctx.db, adapter.id, rec))
+    run.save_adapter(folder / "adapter")  # every rank: FSDP gathers
     if not ranks.main:
         return {}
-    run.save_adapter(folder / "adapter")
     metrics = {
         "steps": run.pos.step,
         "final_loss": outcome.last_loss,

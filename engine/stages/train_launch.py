@@ -30,7 +30,7 @@ from engine.store.adapters import Adapter
 MAX_PROCESSES = 64
 
 
-def torchrun_command(project: str, adapter: str, processes: int) -> list[str]:
+def torchrun_command(project: str, adapter: str, processes: int, strategy: str = "ddp") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -44,6 +44,8 @@ def torchrun_command(project: str, adapter: str, processes: int) -> list[str]:
         project,
         "--adapter",
         adapter,
+        "--strategy",
+        strategy,
     ]
 
 
@@ -74,13 +76,13 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def launch(ctx: Context, adapter: Adapter, processes: int) -> dict[str, Any]:
+def launch(ctx: Context, adapter: Adapter, processes: int, strategy: str = "ddp") -> dict[str, Any]:
     """Train `adapter` on `processes` ranks; returns rank 0's summary. Raises Interrupted on a stop."""
     project = ctx.need_project()
     log_path = paths.home() / "logs" / "train-ranks.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = torchrun_command(project.name, adapter.name, processes)
-    ctx.log(f"training on {processes} processes (torchrun, data-parallel); their log: {log_path}")
+    cmd = torchrun_command(project.name, adapter.name, processes, strategy)
+    ctx.log(f"training on {processes} processes (torchrun, {strategy}); their log: {log_path}")
     with log_path.open("a", encoding="utf-8") as log:
         log.write(f"--- {adapter.name} in {project.name}: {' '.join(cmd)}\n")
         log.flush()

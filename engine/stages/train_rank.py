@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="engine.stages.train_rank")
     p.add_argument("--project", required=True)
     p.add_argument("--adapter", required=True)
+    p.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp")
     args = p.parse_args(argv)
     _quiet_libraries()
     paths.private_umask()
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     emit = json_sink() if rank == 0 else (lambda _event: None)
     try:
-        return _run(args.project, args.adapter, flag, emit)
+        return _run(args.project, args.adapter, args.strategy, flag, emit)
     except UserError as exc:
         emit(ev.Failed(str(exc), "train", None, "input"))
         return EXIT_USER
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BUG
 
 
-def _run(project_name: str, adapter_name: str, flag: threading.Event, emit: object) -> int:
+def _run(project_name: str, adapter_name: str, strategy: str, flag: threading.Event, emit: object) -> int:
     from engine.backends.dist import from_env
     from engine.cpu import free_cores
     from engine.spec.train import TrainConfig
@@ -62,7 +63,7 @@ def _run(project_name: str, adapter_name: str, flag: threading.Event, emit: obje
     project = projects.get(db, project_name)
     adapter = adapters.by_name(db, project, adapter_name)
     cfg = TrainConfig.model_validate(adapter.config["train"])
-    ranks = from_env(cfg.device)
+    ranks = from_env(cfg.device, strategy)
     on_this_machine = int(os.environ.get("LOCAL_WORLD_SIZE", str(ranks.world)))
     threads = max(1, free_cores() // max(1, on_this_machine)) if cfg.device != "cuda" else 1
     ctx = Context(db=db, emit=emit, project=project, threads=threads, stop_flag=flag)  # type: ignore[arg-type]

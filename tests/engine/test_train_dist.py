@@ -5,6 +5,7 @@ a different number of processes. Real torch.distributed, real processes."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -147,3 +148,34 @@ def test_two_gpus_nccl_equal_one(db, tiny_project, home):
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = adapters.by_name(db, tiny_project, "one"), adapters.by_name(db, tiny_project, "two")
     assert _close(losses(db, a.id), losses(db, b.id), tol=2e-2)  # bf16 autocast on GPU
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_processes_equals_one_and_checkpoints_cross_over(db, tiny_project, home):
+    """FSDP shards the base and the LoRA state over two ranks: the same losses and adapter as one
+    process; a one-process checkpoint resumes on FSDP ranks (which gather and reshard it)."""
+    assert run_engine(*ARGS, "--name", "one", timeout=600).returncode == 0
+    a = adapters.by_name(db, tiny_project, "one")
+    want = losses(db, a.id)
+    r = run_engine(*ARGS, "--name", "sharded", "--new", "--processes", "2", "--strategy", "fsdp", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "(fsdp)" in r.stderr
+    held = re.search(r"rank 0 holds ([\d,]+) of the model's ([\d,]+) parameters", r.stderr)
+    assert held and int(held[1].replace(",", "")) < 0.6 * int(held[2].replace(",", ""))  # about half
+    sharded = adapters.by_name(db, tiny_project, "sharded")
+    assert _close(losses(db, sharded.id), want)
+    wa, ws = _weights(Path(a.path)), _weights(Path(sharded.path))
+    assert wa.keys() == ws.keys() and all(float((wa[k] - ws[k]).abs().max()) < 1e-4 for k in wa)
+    cmd = [sys.executable, "-m", "engine", "--format", "text", *ARGS, "--name", "cross", "--new"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_steps(home, "cross", 4, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    r = run_engine("train", "--project", "tp", "--processes", "2", "--strategy", "fsdp", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from checkpoint" in r.stderr
+    cross = adapters.by_name(db, tiny_project, "cross")
+    assert _close(losses(db, cross.id), want)
+    wc = _weights(Path(cross.path))
+    assert all(float((wa[k] - wc[k]).abs().max()) < 1e-4 for k in wa)
