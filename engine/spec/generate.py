@@ -270,7 +270,7 @@ META: dict[str, dict[str, object]] = {
     "served_model": _HIDDEN,
     "tensor_parallel_size": _HIDDEN,
     "data_parallel_size": _HIDDEN,
-    "ray": {"label": "Ray cluster (local:N or address)", "metavar": "local:N|ADDRESS", "run_control": True},
+    "ray": {"label": "Ray (local:N or address)", "metavar": "local:N|ADDRESS", "run_control": True},
     "ray_workers": {**_HIDDEN, "run_control": True},
     "max_prompts": {**_HIDDEN, "run_control": True},
 }

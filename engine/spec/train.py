@@ -125,8 +125,8 @@ def knobs() -> tuple[Knob, ...]:
         TrainRun,
         meta={
             "name": {"label": "adapter name (blank: expert-N)"},
-            "processes": {"label": "processes (data-parallel)"},
-            "strategy": {"label": "strategy (several processes)"},
+            "processes": {"label": "processes (torchrun)"},
+            "strategy": {"label": "strategy (2+ processes)"},
         },  # fmt: skip
     )
     return run + knobs_of(TrainConfig, {name: (name,) for name in ORDER}, META)
