@@ -18,7 +18,13 @@ def shard(model: Any, device: str) -> None:
     """Shard every decoder layer, then the rest of the model, over all ranks (in place)."""
     import torch.distributed as td
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    try:
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    except ImportError as exc:
+        from engine.errors import UserError
+
+        raise UserError("--strategy fsdp needs torch 2.6 or newer (fully_shard); use --strategy ddp") from exc
 
     mesh = init_device_mesh(device, (td.get_world_size(),))
     policy = MixedPrecisionPolicy() if device != "cuda" else _bf16_policy()

@@ -129,3 +129,28 @@ async def test_a_second_generation_is_refused_in_the_tui_with_who_holds_it(db) -
     finally:
         holder.kill()
         holder.wait()
+
+
+async def test_generate_on_local_ray_workers_shows_each_worker(db) -> None:
+    import pytest
+
+    pytest.importorskip("ray")
+    _fake_project()
+    app = SelfSpecApp(project="g")
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("g")
+        screen = app.screen
+        screen.query_one("#target", Input).value = "6"
+        screen.query_one("#ray", Input).value = "local:2"
+        seen: list[str] = []
+
+        def stats() -> str:
+            text = str(screen.query_one("#stats").render())
+            seen.append(text)
+            return text
+
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: bool(stats()) and any("6 examples" in n for n in notes(app)), 300)
+        assert any(text.count("tok/s") >= 2 and "workers: " in text for text in seen)
+        gen = generation.list_for(db, projects.get(db, "g"))[0]
+        assert gen.phase == "done" and gen.config["generate"]["ray"] == "local:2"

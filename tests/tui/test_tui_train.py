@@ -110,3 +110,18 @@ async def test_errors_arrive_as_notices(db, tiny_folder) -> None:  # noqa: F811
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: any("not a multiple of micro-batch" in n for n in notes(app)), 60)
         assert isinstance(app.screen, TrainScreen)
+
+
+async def test_train_on_two_processes_from_the_form(db, tiny_folder) -> None:  # noqa: F811
+    """processes 2 in the form: torchrun runs the ranks, rank 0's steps draw the live chart."""
+    _project(db, tiny_folder)
+    app = SelfSpecApp(project="tp")
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("t")
+        screen = app.screen
+        _fill_form(screen, name="two", epochs="1", batch_size="4", micro_batch="1", lr="5e-3", processes="2")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: any("adapter two:" in n for n in notes(app)), 300)
+        two = adapters.by_name(db, projects.get(db, "tp"), "two")
+        assert two.status == "done" and two.metrics["processes"] == 2
+        assert [p[0] for p in screen.points] == list(range(1, two.metrics["steps"] + 1))
