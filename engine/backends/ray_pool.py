@@ -111,7 +111,6 @@ class RayGenerator:
             if self.local:
                 ray.init(
                     num_cpus=count,
-                    num_gpus=0,
                     include_dashboard=False,
                     _node_ip_address="127.0.0.1",
                     log_to_driver=False,
@@ -133,7 +132,7 @@ class RayGenerator:
         self._model["lora"] = str(model.lora) if model.lora else None
         self._backend = backend
         self._env = {k: os.environ[k] for k in ENV_PASSED if k in os.environ}
-        self._gpu_each = 1 if gpus and not self.local else 0
+        self._gpu_each = 1 if gpus >= n else 0  # a GPU per worker when there are enough (Ray sets each one's)
         self._cls = ray.remote(_Worker)
         self._spare = n * LOST_LIMIT
         self.workers: list[Any] = [self._start() for _ in range(n)]

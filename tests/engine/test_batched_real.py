@@ -1,6 +1,7 @@
 """Resume stays exact on the real batched paths: kill -9 mid-run and rerun gives exactly the rows of
 an uninterrupted run, on the embedded default through batched llama.cpp and through an OpenAI-
-compatible endpoint (llama-cpp-python's own server, started here on 127.0.0.1)."""
+compatible endpoint (llama-cpp-python's own server, started here on 127.0.0.1). The same rows come
+from two local Ray workers, one of them killed mid-run."""
 
 from __future__ import annotations
 
@@ -65,6 +66,16 @@ def _straight_and_killed(tmp_path: Path, monkeypatch, extra: list[str], sql: str
 def test_batched_llama_cpp_kill_9_resume_is_exact(tmp_path: Path, monkeypatch, sql: str) -> None:
     results = _straight_and_killed(tmp_path, monkeypatch, [], sql)
     assert results["straight"] == results["killed"]
+    if sql.endswith("examples"):  # and on two Ray workers, one thread each, one of them killed mid-run
+        pytest.importorskip("ray")
+        from tests.engine.test_ray import ray_run_losing_a_worker
+
+        home = tmp_path / "ray"
+        home.mkdir()
+        monkeypatch.setenv("SELFSPEC_HOME", str(home))
+        monkeypatch.setenv("SELFSPEC_THREADS", "2")
+        _project()
+        assert ray_run_losing_a_worker(home, SMALL) == results["straight"]
     blocks = {}
     import json
 

@@ -1,7 +1,8 @@
 """Generation spread over a local Ray cluster (127.0.0.1, real Ray): the rows equal a one-process
-run; a worker killed mid-run loses nothing; progress names each worker's rate. The fake runtime
-(tests.fakes, through SELFSPEC_PLUGINS) runs on the workers in the fast test, the embedded default
-on llama.cpp in the slow one."""
+run; progress names each worker's rate; a running cluster is joined by address. The fake runtime
+(tests.fakes, through SELFSPEC_PLUGINS) runs on the workers here; the embedded default on
+llama.cpp, with a worker killed mid-run, is checked in test_batched_real (it reuses that file's
+one-process run)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.stages.models import DEFAULT_MODEL
 from tests.helpers import ROOT, dump, make_project, run_engine
 
 pytest.importorskip("ray")
 
 FAKE = ["--target", "12", "--seed", "5", "--no-retrieval", "--batch-size", "4"]
-REAL = ["--target", "4", "--seed", "11", "--max-tokens", "160", "--response-max-tokens", "40", "--passages", "2"]
-REAL += ["--demos", "2", "--max-prompts", "16", "--batch-size", "4", "--demo-block", "2", "--calibration-seeds", "6"]
 
 
 def _in_home(tmp_path: Path, monkeypatch, label: str, model: str = "fake-generator") -> Path:
@@ -71,21 +69,16 @@ def _worker_pids(stdout_lines: list[str]) -> list[int]:
     return []
 
 
-@pytest.mark.slow
-def test_real_model_on_two_ray_workers_equals_one_process_and_survives_a_lost_worker(tmp_path, monkeypatch):
-    monkeypatch.setenv("SELFSPEC_THREADS", "2")
-    _in_home(tmp_path, monkeypatch, "one", model=DEFAULT_MODEL)
-    _generate(*REAL, timeout=900)
-    want = dump(tmp_path / "one" / "selfspec.db")
-    assert want["examples"]
-    home = _in_home(tmp_path, monkeypatch, "ray", model=DEFAULT_MODEL)
-    cmd = [sys.executable, "-m", "engine", "--format", "json", "generate", "--project", "r", *REAL, "--ray", "local:2"]
+def ray_run_losing_a_worker(home: Path, args: list[str]) -> dict[str, list[tuple]]:
+    """Generate on `--ray local:2` in the project "r" of SELFSPEC_HOME=home, kill -9 one worker once
+    both have finished a chunk; the run must still succeed. Returns the store's rows."""
+    cmd = [sys.executable, "-m", "engine", "--format", "json", "generate", "--project", "r", *args, "--ray", "local:2"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     killed = None
     deadline = time.monotonic() + 900
     assert proc.stdout is not None
-    for line in proc.stdout:  # kill one worker once both have answered a chunk
+    for line in proc.stdout:
         lines.append(line)
         pids = _worker_pids(lines)
         if killed is None and len(pids) == 2 and '"prompts": 0' not in line:
@@ -98,4 +91,28 @@ def test_real_model_on_two_ray_workers_equals_one_process_and_survives_a_lost_wo
     assert killed is not None, "the run ended before a worker could be killed"
     last = next(json.loads(x)["workers"] for x in reversed(lines) if '"workers"' in x)
     assert any(w.get("lost") for w in last)  # the lost worker is shown as lost, a replacement took over
-    assert dump(home / "selfspec.db") == want
+    return dump(home / "selfspec.db")
+
+
+@pytest.mark.slow
+def test_a_running_cluster_by_address(tmp_path, monkeypatch):
+    """`ray start --head` on 127.0.0.1, then --ray HOST:PORT: the same rows as one process."""
+    import socket
+
+    _in_home(tmp_path, monkeypatch, "one")
+    _generate(*FAKE)
+    want = dump(tmp_path / "one" / "selfspec.db")
+    home = _in_home(tmp_path, monkeypatch, "cluster")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray = str(Path(sys.executable).parent / "ray")
+    start = [ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--node-ip-address=127.0.0.1"]
+    start += ["--include-dashboard=false", "--disable-usage-stats"]
+    r = subprocess.run(start, capture_output=True, text=True, timeout=180, env=os.environ)
+    assert r.returncode == 0, r.stderr[-2000:]
+    try:
+        _generate(*FAKE, "--ray", f"127.0.0.1:{port}", "--ray-workers", "2")
+        assert dump(home / "selfspec.db") == want
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)

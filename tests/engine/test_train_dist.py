@@ -1,6 +1,6 @@
 """Training spread over processes (torchrun, gloo on CPU) on the tiny Llama: the same global batch
-and seed give the losses and the adapter of one process; a stop or a killed rank resumes, also on
-a different number of processes. Real torch.distributed, real processes."""
+and seed give the losses and the adapter of one process (DDP and FSDP); a stop or a killed rank
+resumes, also on a different number of processes or strategy. Real torch.distributed, real processes."""
 
 from __future__ import annotations
 
@@ -67,23 +67,6 @@ def _wait_steps(home: Path, name: str, n: int, proc: subprocess.Popen, timeout: 
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(db, tiny_project, home):
-    one = run_engine(*ARGS, "--name", "one", timeout=600)
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = run_engine(*ARGS, "--name", "two", "--new", "--processes", "2", timeout=600)
-    assert two.returncode == 0, two.stderr[-3000:]
-    assert "2 processes" in two.stderr
-    a, b = adapters.by_name(db, tiny_project, "one"), adapters.by_name(db, tiny_project, "two")
-    want, got = losses(db, a.id), losses(db, b.id)
-    assert len(want) == 15 and _close(want, got), (want, got)
-    assert b.status == "done" and b.metrics["processes"] == 2 and b.metrics["tokens"] == a.metrics["tokens"]
-    wa, wb = _weights(Path(a.path)), _weights(Path(b.path))
-    assert wa.keys() == wb.keys() and len(wa) > 0
-    assert all(float((wa[k] - wb[k]).abs().max()) < 1e-4 for k in wa)
-    assert any(float(wa[k].abs().max()) > 0 for k in wa if "lora_B" in k)  # the adapter did train
-
-
-@pytest.mark.slow
 def test_sigterm_stops_every_rank_and_resumes_on_one_process(db, tiny_project, home):
     assert run_engine(*ARGS, "--name", "one", timeout=600).returncode == 0
     want = losses(db, adapters.by_name(db, tiny_project, "one").id)
@@ -123,28 +106,34 @@ def test_kill_9_of_one_rank_then_rerun_resumes(db, tiny_project, home):
     assert hit.status == "failed" and len(losses(db, hit.id)) < len(want)
     r = run_engine("train", "--project", "tp", "--processes", "2", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "resumed from checkpoint" in r.stderr
+    assert "resumed from checkpoint" in r.stderr and "2 processes (ddp)" in r.stderr
     assert _close(losses(db, hit.id), want)
-    wa, wb = _weights(Path(adapters.by_name(db, tiny_project, "one").path)), _weights(Path(hit.path))
+    one, hit = adapters.by_name(db, tiny_project, "one"), adapters.by_name(db, tiny_project, "hit")
+    assert hit.status == "done" and hit.metrics["processes"] == 2 and hit.metrics["steps"] == 15
+    wa, wb = _weights(Path(one.path)), _weights(Path(hit.path))
+    assert wa.keys() == wb.keys() and len(wa) > 0
     assert all(float((wa[k] - wb[k]).abs().max()) < 1e-4 for k in wa)
+    assert any(float(wa[k].abs().max()) > 0 for k in wa if "lora_B" in k)  # the adapter did train
 
 
 def test_process_count_is_checked(db, tiny_project):
     r = run_engine(*ARGS, "--processes", "0")
     assert r.returncode == 2 and "--processes" in r.stderr
+    assert adapters.list_for(db, tiny_project) == []  # refused before anything was written
     r = run_engine(*ARGS, "--processes", "2", "--device", "cuda")
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
 @pytest.mark.gpu
-def test_two_gpus_nccl_equal_one(db, tiny_project, home):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_gpus_nccl_equal_one(db, tiny_project, home, strategy):
     import torch
 
     if torch.cuda.device_count() < 2:
         pytest.skip("needs two GPUs")
     base = ["--device", "cuda", "--quantize", "none"]
     assert run_engine(*ARGS, *base, "--name", "one", timeout=900).returncode == 0
-    r = run_engine(*ARGS, *base, "--name", "two", "--new", "--processes", "2", timeout=900)
+    r = run_engine(*ARGS, *base, "--name", "two", "--new", "--processes", "2", "--strategy", strategy, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = adapters.by_name(db, tiny_project, "one"), adapters.by_name(db, tiny_project, "two")
     assert _close(losses(db, a.id), losses(db, b.id), tol=2e-2)  # bf16 autocast on GPU
@@ -179,3 +168,13 @@ def test_fsdp_on_two_processes_equals_one_and_checkpoints_cross_over(db, tiny_pr
     assert _close(losses(db, cross.id), want)
     wc = _weights(Path(cross.path))
     assert all(float((wa[k] - wc[k]).abs().max()) < 1e-4 for k in wa)
+
+
+@pytest.mark.gpu
+def test_more_processes_than_gpus_is_refused(db, tiny_project):
+    import torch
+
+    n = torch.cuda.device_count()
+    r = run_engine(*ARGS, "--processes", str(n + 1), "--device", "cuda")
+    assert r.returncode == 2 and f"has {n} GPU" in r.stderr and "Traceback" not in r.stderr
+    assert adapters.list_for(db, tiny_project) == []  # refused before anything was written
