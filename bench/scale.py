@@ -62,7 +62,7 @@ def training(args: argparse.Namespace) -> tuple[float, float]:
 def generation(args: argparse.Namespace) -> dict[str, float]:
     settings = ["--target", str(args.target), "--seed", "3", "--batch-size", "4", "--max-prompts", str(4 * args.target)]
     rates = {}
-    for name, extra in (("plain", []), ("ray1", ["--ray", "local:1"]), ("rayN", ["--ray", f"local:{args.processes}"])):
+    for name, extra in (("plain", []), ("ray1", ["--ray", "local:1"]), ("rayn", ["--ray", f"local:{args.processes}"])):
         cli("project", "create", name, "--domain", "biomedicine")
         cli("seeds", "import", str(ROOT / "seeds" / "biomedicine.jsonl"), "--project", name)
         cli("corpus", "import", str(ROOT / "seeds" / "corpus" / "biomedicine"), "--project", name)
@@ -89,10 +89,11 @@ def main() -> None:
     gen = generation(args)
     print(f"load at the end {os.getloadavg()[0]:.2f}")
     print(f"training tokens/s: {one:.1f} on 1 process, {spread:.1f} on {args.processes}: {spread / one:.2f}x")
-    ray_ratio = gen["rayN"] / gen["ray1"] if gen["ray1"] else 0.0
-    plain_ratio = gen["rayN"] / gen["plain"] if gen["plain"] else 0.0
+    ray_ratio = gen["rayn"] / gen["ray1"] if gen["ray1"] else 0.0
+    plain_ratio = gen["rayn"] / gen["plain"] if gen["plain"] else 0.0
     print(f"generation examples/min: {gen['plain']:.2f} in one process, {gen['ray1']:.2f} on 1 Ray worker, "
-          f"{gen['rayN']:.2f} on {args.processes}: {ray_ratio:.2f}x over 1 worker, {plain_ratio:.2f}x over one process")  # fmt: skip
+          f"{gen['rayn']:.2f} on {args.processes}: {ray_ratio:.2f}x over 1 worker, "
+          f"{plain_ratio:.2f}x over one process")  # fmt: skip
     print(f"scale: training {spread / one:.2f}x, generation {ray_ratio:.2f}x")
 
 

@@ -103,6 +103,12 @@ class Ranks:
 SINGLE = Ranks()
 
 
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def from_env(device: str = "auto", strategy: str = "ddp") -> Ranks:
     """The ranks torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK), with the
     process group joined: NCCL when training on CUDA, gloo otherwise. One process: SINGLE."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import socket
 import threading
 import time
@@ -84,7 +85,7 @@ class _Worker:
         return outs, time.monotonic() - started
 
     def label_logprobs_many(self, prompts: list[str], labels: list[list[str]]) -> list[list[float]]:
-        return self.gen.label_logprobs_many(prompts, labels)  # type: ignore[no-any-return]
+        return self.gen.label_logprobs_many(prompts, labels)  # type: ignore[attr-defined, no-any-return]
 
     def cancel(self) -> None:
         self.stop.set()
@@ -107,6 +108,7 @@ class RayGenerator:
         where, count = parse_target(target)
         self.local = where == "local"
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: never report usage
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             if self.local:
                 ray.init(
@@ -123,6 +125,8 @@ class RayGenerator:
             raise UserError(f"--ray {target}: cannot join the Ray cluster: {exc}") from exc
         except Exception as exc:  # a wrong address, a cluster that is down
             raise UserError(f"--ray {target}: cannot join the Ray cluster: {_first_line(exc)}") from exc
+        finally:
+            _restore(handlers)  # Ray's own SIGTERM handler would end the driver without a clean stop
         gpus = int(ray.cluster_resources().get("GPU", 0))
         n = count or workers or gpus or len([x for x in ray.nodes() if x.get("Alive")]) or 1
         self.size = n
@@ -318,6 +322,14 @@ class RayGenerator:
         self.workers = []
         if ray.is_initialized():
             ray.shutdown()
+
+
+def _restore(handlers: dict[Any, Any]) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 def _reachable(address: str) -> None:

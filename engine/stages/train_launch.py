@@ -2,7 +2,7 @@
 
 The command that asks for it keeps its role: it holds the project's training lock, opened (or
 resumed) the adapter and froze its data. It then starts `torchrun --standalone --nproc-per-node N`
-over engine.stages.train_rank and passes rank 0's events (progress, log lines, the summary) on as
+over engine.train_rank and passes rank 0's events (progress, log lines, the summary) on as
 its own. A stop (Ctrl-C, SIGTERM, the TUI's cancel) is forwarded to torchrun, which forwards it to
 every rank; they stop together at a step's end and rank 0 writes a checkpoint. If the command
 itself dies (even kill -9), the kernel sends torchrun SIGTERM (PR_SET_PDEATHSIG), so no rank keeps
@@ -39,7 +39,7 @@ def torchrun_command(project: str, adapter: str, processes: int, strategy: str =
         f"--nproc-per-node={processes}",
         "--max-restarts=0",
         "-m",
-        "engine.stages.train_rank",
+        "engine.train_rank",
         "--project",
         project,
         "--adapter",
@@ -55,9 +55,9 @@ def check_processes(processes: int, device: str) -> None:
         raise UserError(f"--processes {processes}: give 1 to {MAX_PROCESSES}")
     if device == "cpu":
         return
-    import torch
+    from engine.backends.dist import gpu_count
 
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    gpus = gpu_count()
     if gpus and processes > gpus:
         raise UserError(f"--processes {processes}: this machine has {gpus} GPU(s), one process per GPU")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, dump, make_project, run_engine
+from tests.helpers import ROOT, dump, make_project, run_engine, wait_for_rows
 
 pytest.importorskip("ray")
 
@@ -62,6 +62,26 @@ def test_bad_ray_target_is_refused_before_anything_is_written(tmp_path, monkeypa
     assert dump(home / "selfspec.db")["examples"] == []
 
 
+def test_ray_cancel_reaches_the_workers_and_a_rerun_resumes(tmp_path, monkeypatch):
+    _in_home(tmp_path, monkeypatch, "one")
+    _generate(*FAKE)
+    want = dump(tmp_path / "one" / "selfspec.db")
+    home = _in_home(tmp_path, monkeypatch, "cut")
+    monkeypatch.setenv("SELFSPEC_FAKE_GEN_DELAY", "0.3")
+    cmd = [sys.executable, "-m", "engine", "--format", "text", "generate", "--project", "r", *FAKE, "--ray", "local:2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_rows(home / "selfspec.db", "SELECT count(*) FROM gen_prompts", 2, proc, timeout=180)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert time.monotonic() - started < 15  # the workers took the stop
+    monkeypatch.delenv("SELFSPEC_FAKE_GEN_DELAY")
+    r = _generate("--ray", "")  # resumes in this process alone (the Ray setting is run control)
+    assert "resuming generation 1" in r.stderr
+    assert dump(home / "selfspec.db") == want
+
+
 def _worker_pids(stdout_lines: list[str]) -> list[int]:
     for line in reversed(stdout_lines):
         if '"workers"' in line:
@@ -96,7 +116,8 @@ def ray_run_losing_a_worker(home: Path, args: list[str]) -> dict[str, list[tuple
 
 @pytest.mark.slow
 def test_a_running_cluster_by_address(tmp_path, monkeypatch):
-    """`ray start --head` on 127.0.0.1, then --ray HOST:PORT: the same rows as one process."""
+    """`ray start --head` on this machine, then `--ray auto` (the cluster `ray start` left here; Ray
+    turns a 127.0.0.1 address into the machine's own): the same rows as one process."""
     import socket
 
     _in_home(tmp_path, monkeypatch, "one")
@@ -112,7 +133,8 @@ def test_a_running_cluster_by_address(tmp_path, monkeypatch):
     r = subprocess.run(start, capture_output=True, text=True, timeout=180, env=os.environ)
     assert r.returncode == 0, r.stderr[-2000:]
     try:
-        _generate(*FAKE, "--ray", f"127.0.0.1:{port}", "--ray-workers", "2")
+        r = _generate(*FAKE, "--ray", "auto", "--ray-workers", "2")
+        assert "generating on 2 Ray workers (auto)" in r.stderr
         assert dump(home / "selfspec.db") == want
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)

@@ -45,7 +45,7 @@ def _rank_pids() -> list[int]:
                 cmd = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"engine.stages.train_rank" in cmd and b"torch.distributed.run" not in cmd:
+            if b"engine.train_rank" in cmd and b"torch.distributed.run" not in cmd:
                 pids.append(int(entry.name))
     return sorted(pids)
 

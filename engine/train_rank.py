@@ -1,4 +1,4 @@
-"""One training process of several: `torchrun ... -m engine.stages.train_rank --project P --adapter A`.
+"""One training process of several: `torchrun ... -m engine.train_rank --project P --adapter A`.
 
 torchrun starts one of these per process and describes its rank in the environment. Every rank
 loads the base and the adapter's frozen data and runs the same loop (engine.stages.train._train)
@@ -28,7 +28,7 @@ EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 def main(argv: list[str] | None = None) -> int:
     from engine.cli import _quiet_libraries
 
-    p = argparse.ArgumentParser(prog="engine.stages.train_rank")
+    p = argparse.ArgumentParser(prog="engine.train_rank")
     p.add_argument("--project", required=True)
     p.add_argument("--adapter", required=True)
     p.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp")
