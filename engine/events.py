@@ -68,23 +68,24 @@ def describe_progress(event: ev.Progress) -> str:
         parts.append(f"lr {x['lr']:.2e}")
     if x.get("tokens_per_s"):
         parts.append(f"{x['tokens_per_s']:.0f} tok/s")
+    workers = x.get("workers") or []
+    if workers:  # short: the line must fit a terminal (the events carry each worker's host:pid)
+        rates = [_worker_rate(w) for w in workers]
+        parts.append(f"{len(workers)} workers: " + " · ".join(rates) + " tok/s")
     counters = x.get("counters") or {}
     if counters:
         parts.append(", ".join(f"{k} {v}" for k, v in counters.items()))
-    workers = x.get("workers") or []
-    if workers:
-        parts.append(
-            "workers: "
-            + ", ".join(
-                f"{w['worker']} {'lost' if w.get('lost') else str(w.get('tokens_per_s') or '-') + ' tok/s'}"
-                for w in workers
-            )
-        )
     dropped = x.get("dropped") or {}
     if dropped:
         top = sorted(dropped.items(), key=lambda kv: -kv[1])[:4]
         parts.append("dropped: " + ", ".join(f"{k} {v}" for k, v in top))
     return "  ".join(parts)
+
+
+def _worker_rate(w: dict[str, Any]) -> str:
+    if w.get("lost"):
+        return "lost"
+    return f"{w['tokens_per_s']:.0f}" if w.get("tokens_per_s") else "-"
 
 
 class Progress:

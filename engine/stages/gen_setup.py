@@ -161,6 +161,7 @@ def open_generation(
         store.set_config(ctx.db, gen.id, {**gen.config, "generate": updated.model_dump(mode="json")})
         if gen.phase == Phase.DONE:
             store.set_phase(ctx.db, gen.id, Phase.BRAINSTORM)
+        gen = store.get(ctx.db, gen.id)  # this run goes on with the changed settings
     if target is not None and target != gen.target:
         store.set_target(ctx.db, gen.id, target)
         if gen.phase == Phase.DONE and target > gen.target:

@@ -78,8 +78,13 @@ def test_ray_cancel_reaches_the_workers_and_a_rerun_resumes(tmp_path, monkeypatc
     assert time.monotonic() - started < 15  # the workers took the stop
     monkeypatch.delenv("SELFSPEC_FAKE_GEN_DELAY")
     r = _generate("--ray", "")  # resumes in this process alone (the Ray setting is run control)
-    assert "resuming generation 1" in r.stderr
+    assert "resuming generation 1" in r.stderr and "Ray workers" not in r.stderr
     assert dump(home / "selfspec.db") == want
+    from engine.store import generation, open_store
+
+    db = open_store()
+    assert generation.get(db, 1).config["generate"]["ray"] == ""  # the change was kept
+    db.close()
 
 
 def _worker_pids(stdout_lines: list[str]) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from textual.widgets import DataTable, Input, RichLog, Static, Switch
@@ -151,6 +152,6 @@ async def test_generate_on_local_ray_workers_shows_each_worker(db) -> None:
 
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: bool(stats()) and any("6 examples" in n for n in notes(app)), 300)
-        assert any(text.count("tok/s") >= 2 and "workers: " in text for text in seen)
+        assert any(re.search(r"2 workers: (\d+|-) · (\d+|-) tok/s", text) for text in seen)
         gen = generation.list_for(db, projects.get(db, "g"))[0]
         assert gen.phase == "done" and gen.config["generate"]["ray"] == "local:2"
