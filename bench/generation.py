@@ -77,6 +77,8 @@ def run(name: str, model: str, options: dict, target: int) -> dict[str, float]:
     job.load_model()
     job.generator = counter = Counting(job.generator)
     job.searcher = job._searcher()  # the embedder and index load once; not timed
+    # one brainstorm and one respond pass, each timed: unlike `generate` (GenerationRun.run), no
+    # top-up round follows when the answer filters drop answers, so a run may end short of target
     t0 = time.perf_counter()
     job.brainstorm()
     brainstorm_s = time.perf_counter() - t0
