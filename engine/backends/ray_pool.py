@@ -237,10 +237,8 @@ class RayGenerator:
             s[1] += seconds
             s[2] += len(done)
 
-        ok = self._deal(todo, submit, finished, cancel)
-        if not ok:
-            return [c for c in outs if c is not None][: len(prompts) - 1]  # short: the stage stops
-        return [c for c in outs if c is not None]
+        self._deal(todo, submit, finished, cancel)
+        return [c for c in outs if c is not None]  # after a cancel, short or ending "cancelled": the stage stops
 
     def _label_logprobs_many(self, prompts: Sequence[str], labels: Sequence[Sequence[str]]) -> list[list[float]]:
         todo = self._chunks(len(prompts))
@@ -267,9 +265,10 @@ class RayGenerator:
         submit: Callable[[Any, list[int]], Any],
         finished: Callable[[Any, list[int], Any], None],
         cancel: Callable[[], bool],
-    ) -> bool:
+    ) -> None:
         """Hand chunks to free workers until all are done; a lost worker's chunk goes back on the
-        queue. False when cancelled (the workers are told to stop and are waited for)."""
+        queue. On a cancel the workers are told to stop and are waited for; chunks not started stay
+        undone."""
         ray = self.ray
         pending: dict[Any, tuple[Any, list[int]]] = {}
         cancelled = False
@@ -300,7 +299,6 @@ class RayGenerator:
                     self._replace(w)
                     continue
                 finished(w, idx, result)
-        return not cancelled
 
     @property
     def prefix_tokens_saved(self) -> int:

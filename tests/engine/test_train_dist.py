@@ -50,6 +50,20 @@ def _rank_pids() -> list[int]:
     return sorted(pids)
 
 
+def _one_process_losses(db, project) -> list:
+    """Train "one" straight on one process; its step losses are what every other layout must give."""
+    assert run_engine(*ARGS, "--name", "one", timeout=600).returncode == 0
+    return losses(db, adapters.by_name(db, project, "one").id)
+
+
+def _started(home: Path, name: str, steps: int, *extra: str) -> subprocess.Popen:
+    """A new adapter `name` training in the background, once it has recorded `steps` steps."""
+    cmd = [sys.executable, "-m", "engine", "--format", "text", *ARGS, "--name", name, "--new", *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_steps(home, name, steps, proc)
+    return proc
+
+
 def _wait_steps(home: Path, name: str, n: int, proc: subprocess.Popen, timeout: float = 180) -> None:
     con = sqlite3.connect(home / "selfspec.db")
     deadline = time.monotonic() + timeout
@@ -68,11 +82,8 @@ def _wait_steps(home: Path, name: str, n: int, proc: subprocess.Popen, timeout: 
 
 @pytest.mark.slow
 def test_sigterm_stops_every_rank_and_resumes_on_one_process(db, tiny_project, home):
-    assert run_engine(*ARGS, "--name", "one", timeout=600).returncode == 0
-    want = losses(db, adapters.by_name(db, tiny_project, "one").id)
-    cmd = [sys.executable, "-m", "engine", "--format", "text", *ARGS, "--name", "cut", "--new", "--processes", "2"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_steps(home, "cut", 3, proc)
+    want = _one_process_losses(db, tiny_project)
+    proc = _started(home, "cut", 3, "--processes", "2")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
@@ -89,11 +100,8 @@ def test_sigterm_stops_every_rank_and_resumes_on_one_process(db, tiny_project, h
 
 @pytest.mark.slow
 def test_kill_9_of_one_rank_then_rerun_resumes(db, tiny_project, home):
-    assert run_engine(*ARGS, "--name", "one", timeout=600).returncode == 0
-    want = losses(db, adapters.by_name(db, tiny_project, "one").id)
-    cmd = [sys.executable, "-m", "engine", "--format", "text", *ARGS, "--name", "hit", "--new", "--processes", "2"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_steps(home, "hit", 5, proc)
+    want = _one_process_losses(db, tiny_project)
+    proc = _started(home, "hit", 5, "--processes", "2")
     ranks = _rank_pids()
     assert len(ranks) == 2
     os.kill(ranks[-1], signal.SIGKILL)
@@ -143,9 +151,8 @@ def test_two_gpus_nccl_equal_one(db, tiny_project, home, strategy):
 def test_fsdp_on_two_processes_equals_one_and_checkpoints_cross_over(db, tiny_project, home):
     """FSDP shards the base and the LoRA state over two ranks: the same losses and adapter as one
     process; a one-process checkpoint resumes on FSDP ranks (which gather and reshard it)."""
-    assert run_engine(*ARGS, "--name", "one", timeout=600).returncode == 0
+    want = _one_process_losses(db, tiny_project)
     a = adapters.by_name(db, tiny_project, "one")
-    want = losses(db, a.id)
     r = run_engine(*ARGS, "--name", "sharded", "--new", "--processes", "2", "--strategy", "fsdp", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "(fsdp)" in r.stderr
@@ -155,9 +162,7 @@ def test_fsdp_on_two_processes_equals_one_and_checkpoints_cross_over(db, tiny_pr
     assert _close(losses(db, sharded.id), want)
     wa, ws = _weights(Path(a.path)), _weights(Path(sharded.path))
     assert wa.keys() == ws.keys() and all(float((wa[k] - ws[k]).abs().max()) < 1e-4 for k in wa)
-    cmd = [sys.executable, "-m", "engine", "--format", "text", *ARGS, "--name", "cross", "--new"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_steps(home, "cross", 4, proc)
+    proc = _started(home, "cross", 4)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
