@@ -193,7 +193,8 @@ class ChatScreen(ConversationActions, AppScreen):
         elif isinstance(event, ev.Loaded):
             if not self.streaming:
                 ready = ", ".join(event.models)
-                self.status(f"ready: {ready} (loaded in {event.seconds:.1f}s) · type and press enter")
+                mode = " · grounded on the corpus" if self.grounded else ""
+                self.status(f"ready: {ready} (loaded in {event.seconds:.1f}s){mode} · type and press enter")
         elif isinstance(event, ev.Conversation):
             self.conversation = chats.get(self.db, event.id)
             self.refresh_conversations()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable, Input
 
+from engine.spec import events as ev
 from engine.store import chats, projects
 from selfspec_tui.app import SelfSpecApp
 from selfspec_tui.screens.chat import ChatScreen, read_sampling, transcript
@@ -144,8 +145,12 @@ async def test_grounded_chat_shows_the_passages_it_read(db) -> None:
     async with app.run_test(size=(150, 44)) as pilot:
         screen = await _open_chat(pilot, app)
         await pilot.press("ctrl+b")  # one model is enough here
+        # the loads reply in order: the first one (both models) may report after ctrl+b
+        await wait_for(pilot, lambda: str(screen.query_one("#chat-status").render()).startswith("ready: base ("), 60)
         await pilot.press("ctrl+g")
         assert screen.grounded and "grounded:" in str(screen.query_one("#chat-status").render())
+        await screen.on_engine_event(ev.Loaded(["base"], 0.1))  # a later load's line keeps the mode in view
+        assert "grounded on the corpus" in str(screen.query_one("#chat-status").render())
         screen.query_one("#temperature", Input).value = "0"
         screen.query_one("#max_tokens", Input).value = "12"
         screen.query_one("#message", Input).focus()
