@@ -309,11 +309,12 @@ def build_tiny_gemma3(folder: Path, tokenizer, seed: int = 0, hidden: int = 64) 
 # ---- the TUI under Pilot --------------------------------------------------------------------
 
 
-async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
+async def wait_for(pilot, condition, timeout: float = 60.0, seen=None) -> None:
+    """Pause until condition() holds; on timeout the failure shows seen() (what the UI had instead)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not condition():
-        assert loop.time() < end, "timed out waiting for the UI"
+        assert loop.time() < end, "timed out waiting for the UI" + (f"; it showed {seen()}" if seen else "")
         await pilot.pause(0.1)
 
 

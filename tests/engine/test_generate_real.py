@@ -197,6 +197,28 @@ def test_both_backends_honour_sampling_limits_and_stops(hf_folder: Path) -> None
         gen.close()
 
 
+def test_a_llama_cpp_sequence_samples_the_same_alone_or_in_any_batch() -> None:
+    """What resume and Ray workers rely on: a sequence's text depends on its prompt and seed, not on
+    which prompts share its call (flash attention on, continuous batching, a shared prefix or none)."""
+    from engine.backends.runtimes.llamacpp import LlamaCppGenerator
+    from engine.backends.types import GeneratorOptions, ModelFile, Sampling
+
+    gguf = builtin_path(DEFAULT_MODEL)
+    assert gguf is not None
+    gen = LlamaCppGenerator(ModelFile(DEFAULT_MODEL, "gguf", gguf), GeneratorOptions(2, 2048, batch_size=3))
+    assert gen.engine.flash
+    head = "Answer as a physician would.\n\nQuestion: "
+    prompts = [head + q for q in ("What does the kidney filter?", "Name a beta blocker.", "Why is sepsis deadly?")]
+    sampling = Sampling(0.9, 0.95, 24)
+    never = lambda: False  # noqa: E731
+    together = [c.text for c in gen.generate(prompts, sampling, [11, 12, 13], never)]
+    alone = [gen.generate([p], sampling, [s], never)[0].text for p, s in zip(prompts, [11, 12, 13])]
+    crowded = gen.generate([prompts[2], "Unrelated text about ships", prompts[0]] * 2, sampling, [13, 5, 11] * 2, never)
+    gen.close()
+    assert sum(len(t) > 5 for t in together) >= 2 and together == alone
+    assert [crowded[0].text, crowded[2].text, crowded[3].text] == [alone[2], alone[0], alone[2]]
+
+
 @pytest.mark.gpu
 def test_transformers_on_cuda_is_bf16_and_batched(hf_folder: Path) -> None:
     import time

@@ -112,10 +112,8 @@ async def test_a_job_that_ends_while_its_screen_is_closed_is_announced(db) -> No
         app.screen.set_focus(None)
         await pilot.press("escape")  # leave it running
         assert isinstance(app.screen, ProjectScreen)
-        try:
-            await wait_for(pilot, lambda: any(n == "generation of bg finished" for n in notes(app)), 120)
-        except AssertionError:
-            raise AssertionError(f"no ending announced; jobs {[j.state for j in app.jobs.all()]}, notes {notes(app)}")
+        ended = lambda: any(n == "generation of bg finished" for n in notes(app))  # noqa: E731
+        await wait_for(pilot, ended, 120, seen=lambda: ([j.state for j in app.jobs.all()], notes(app)))
         assert not app.jobs.running() and app.sub_title == SelfSpecApp.SUB_TITLE  # the header is quiet again
         [job] = app.jobs.all()
         assert job.state == "finished" and job.progress is not None
