@@ -22,7 +22,7 @@ from tests.helpers import ROOT, dump, run_engine, wait_for_rows
 
 pytestmark = pytest.mark.slow
 SMALL = ["--target", "4", "--seed", "11", "--max-tokens", "160", "--response-max-tokens", "40", "--passages", "2"]
-SMALL += ["--demos", "2", "--max-prompts", "16", "--batch-size", "4", "--demo-block", "2", "--calibration-seeds", "6"]
+SMALL += ["--demos", "2", "--max-prompts", "16", "--batch-size", "4", "--demo-block", "2", "--calibration-seeds", "2"]
 
 
 def _project() -> None:

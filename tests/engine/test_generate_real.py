@@ -20,7 +20,7 @@ from tests.helpers import ROOT, dump, run_engine
 
 pytestmark = pytest.mark.slow
 SMALL = {"seed": 5, "max_tokens": 160, "response_max_tokens": 48, "passages": 2, "demos": 2, "max_prompts": 12}
-SMALL["calibration_seeds"] = 6  # the label bias on 6 seeds: enough to exercise it, quick
+SMALL["calibration_seeds"] = 2  # the label bias on 2 seeds per label type: enough to exercise it, quick
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_cli_generate_on_the_embedded_default(home: Path) -> None:
         "--max-prompts",
         "10",
         "--calibration-seeds",
-        "6",
+        "2",
         env=env,
         timeout=600,
     )
@@ -199,24 +199,27 @@ def test_both_backends_honour_sampling_limits_and_stops(hf_folder: Path) -> None
 
 def test_a_llama_cpp_sequence_samples_the_same_alone_or_in_any_batch() -> None:
     """What resume and Ray workers rely on: a sequence's text depends on its prompt and seed, not on
-    which prompts share its call (flash attention on, continuous batching, a shared prefix or none)."""
+    which prompts share its call (continuous batching, a shared prefix of any length or none).
+    Long prompts matter: with flash attention on, half of these came out different."""
     from engine.backends.runtimes.llamacpp import LlamaCppGenerator
     from engine.backends.types import GeneratorOptions, ModelFile, Sampling
 
     gguf = builtin_path(DEFAULT_MODEL)
     assert gguf is not None
-    gen = LlamaCppGenerator(ModelFile(DEFAULT_MODEL, "gguf", gguf), GeneratorOptions(2, 2048, batch_size=3))
-    assert gen.engine.flash
-    head = "Answer as a physician would.\n\nQuestion: "
-    prompts = [head + q for q in ("What does the kidney filter?", "Name a beta blocker.", "Why is sepsis deadly?")]
-    sampling = Sampling(0.9, 0.95, 24)
+    gen = LlamaCppGenerator(ModelFile(DEFAULT_MODEL, "gguf", gguf), GeneratorOptions(2, 2048, batch_size=4))
+    corpus = ROOT / "seeds" / "corpus" / "biomedicine"
+    docs = [(corpus / f"{n}.md").read_text() for n in ("nephrology", "oncology", "neurology", "cardiovascular")]
+    head = "You are asked to come up with new tasks. " + docs[3][:1200] + "\nTasks:\n"
+    prompts = [head + f"Task {i}: " + docs[i % 3][i * 200 : i * 200 + 600 + 97 * i] for i in range(8)]
+    sampling = Sampling(1.0, 1.0, 80)
     never = lambda: False  # noqa: E731
-    together = [c.text for c in gen.generate(prompts, sampling, [11, 12, 13], never)]
-    alone = [gen.generate([p], sampling, [s], never)[0].text for p, s in zip(prompts, [11, 12, 13])]
-    crowded = gen.generate([prompts[2], "Unrelated text about ships", prompts[0]] * 2, sampling, [13, 5, 11] * 2, never)
+    whole = [c.text for c in gen.generate(prompts, sampling, list(range(8)), never)]
+    halves = [c.text for c in gen.generate(prompts[:4], sampling, [0, 1, 2, 3], never)]
+    halves += [c.text for c in gen.generate(prompts[4:], sampling, [4, 5, 6, 7], never)]
+    alone = [gen.generate([p], sampling, [i], never)[0].text for i, p in enumerate(prompts)]
     gen.close()
-    assert sum(len(t) > 5 for t in together) >= 2 and together == alone
-    assert [crowded[0].text, crowded[2].text, crowded[3].text] == [alone[2], alone[0], alone[2]]
+    assert sum(len(t) > 20 for t in whole) >= 6
+    assert whole == halves == alone
 
 
 @pytest.mark.gpu

@@ -77,6 +77,7 @@ def test_generate_with_the_vllm_backend(smol_hf: Path, home: Path, monkeypatch) 
     assert run_engine("seeds", "import", str(ROOT / "seeds" / "biomedicine.jsonl"), "--project", "v").returncode == 0
     args = ["generate", "--project", "v", "--backend", "vllm", "--no-retrieval", "--target", "1", "--seed", "3"]
     args += ["--max-tokens", "160", "--response-max-tokens", "40", "--max-prompts", "16", "--tensor-parallel-size", "1"]
+    args += ["--calibration-seeds", "2"]
     r = run_engine(*args, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "hf on vllm" in r.stderr

@@ -6,9 +6,8 @@ long). Generation keeps the prefix every prompt of a call shares in one extra se
 once; the other sequences are slots: a prompt enters a free slot as a copy of that stream plus its
 own tail, and every live slot advances one token per decode call (continuous batching). Each
 sequence samples with its own seeded sampler chain, so its text depends only on its prompt, its
-seed and the call it ran in. Generation turns flash attention on (answer prompts are long, and
-attention over them is a third of the work); scoring leaves it off, as chat and export run it, so a
-score here equals the high-level API's. The cache is cleared after every call.
+seed and the call it ran in. Flash attention stays off, as in chat and export, so a score here
+equals the high-level API's. The cache is cleared after every call.
 """
 
 from __future__ import annotations
@@ -65,11 +64,8 @@ class _Live:
 class BatchContext:
     """A GGUF model and one multi-sequence context on it."""
 
-    def __init__(
-        self, path: Path, threads: int, cells: int, n_seq: int, lora: Path | None = None, flash: bool = False
-    ) -> None:
-        """`cells`: the cache of each sequence (its longest prompt plus completion). `flash`: flash
-        attention, faster on long prompts; off where scores must equal the high-level API's."""
+    def __init__(self, path: Path, threads: int, cells: int, n_seq: int, lora: Path | None = None) -> None:
+        """`cells`: the cache of each sequence (its longest prompt plus completion)."""
         import llama_cpp
         from llama_cpp import _internals as internals
 
@@ -82,7 +78,6 @@ class BatchContext:
         _logger.set_verbose(False)  # llama.cpp's debug log (graph and KV-copy traces) stays off stderr; errors show
         self._ll = llama_cpp
         self.n_seq = max(1, min(n_seq, int(llama_cpp.llama_max_parallel_sequences())))
-        self.flash = flash
         try:
             with c_stderr_to_log():
                 llama_cpp.llama_backend_init()
@@ -97,9 +92,7 @@ class BatchContext:
                 cparams.n_threads = threads
                 cparams.n_threads_batch = threads
                 cparams.no_perf = True
-                cparams.flash_attn_type = (
-                    llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-                )
+                cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as chat and export run it
                 self.ctx = internals.LlamaContext(model=self.model, params=cparams, verbose=False)
                 self._lora = None
                 if lora is not None:

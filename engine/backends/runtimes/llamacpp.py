@@ -97,9 +97,7 @@ class LlamaCppGenerator:
         self.name = model.name
         self.batch_size = options.batch_size
         # batch_size slots plus one sequence that holds the prompts' shared prefix
-        self.engine = BatchContext(
-            model.path, options.threads, options.context, options.batch_size + 1, model.lora, flash=True
-        )
+        self.engine = BatchContext(model.path, options.threads, options.context, options.batch_size + 1, model.lora)
         self.context_length = self.engine.cells
         self.special = options.chat  # chat-template prompts: their markers are special tokens
 
