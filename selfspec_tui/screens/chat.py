@@ -70,6 +70,7 @@ class ChatScreen(ConversationActions, AppScreen):
         self.started_at = 0.0
         self.dirty = False
         self.grounded = False
+        self.painted_at = 0.0
         """answers read passages retrieved from the project's corpus (ctrl+g)"""
 
     def compose(self) -> ComposeResult:
@@ -325,11 +326,14 @@ class ChatScreen(ConversationActions, AppScreen):
         self.query_one("#chat-status", Static).update(Text(text))
 
     def paint_if_dirty(self) -> None:
-        if self.dirty:
+        """Paint new pieces; while a reply streams, at least twice a second (the elapsed time moves
+        while the prompt is read, before the first token)."""
+        if self.dirty or (self.streaming and time.monotonic() - self.painted_at >= 0.5):
             self.paint()
 
     def paint(self) -> None:
         self.dirty = False
+        self.painted_at = time.monotonic()
         specs = self.conversation.models if self.conversation and not self.streaming else self.chosen()
         elapsed = max(1e-6, time.monotonic() - self.started_at)
         for pane in (0, 1):

@@ -7,6 +7,8 @@ into two panes, stop mid-reply, stored conversations reopened, bad settings and 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from textual.widgets import DataTable, Input
 
@@ -160,6 +162,12 @@ async def test_grounded_chat_shows_the_passages_it_read(db) -> None:
         assert shown.startswith("passages read (") and "[1] " in shown and ".md" in shown
         [conv] = chats.list_for(db, projects.get(db, "talk"))
         assert chats.messages(db, conv.id)[0].content == "What is the first-line treatment for anaphylaxis?"
+        # before the first token nothing streams in, yet the clock the pane shows still moves
+        screen.streaming, screen.pieces, screen.live, screen.dirty = True, [0], [""], False
+        screen.started_at, screen.painted_at = time.monotonic() - 3, time.monotonic() - 1
+        screen.paint_if_dirty()
+        assert "reading the prompt · 3." in str(screen.query_one("#head-0").render())
+        screen.streaming = False
 
 
 @pytest.mark.slow
