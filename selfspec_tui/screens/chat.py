@@ -70,8 +70,9 @@ class ChatScreen(ConversationActions, AppScreen):
         self.started_at = 0.0
         self.dirty = False
         self.grounded = False
-        self.painted_at = 0.0
         """answers read passages retrieved from the project's corpus (ctrl+g)"""
+        self.painted_at = 0.0
+        """when the panes were last painted (a streaming reply repaints at least twice a second)"""
 
     def compose(self) -> ComposeResult:
         yield Header()
