@@ -45,6 +45,12 @@ def main() -> None:
     setup = lines.get()
     if setup is None:
         return
+    if int(setup.get("data_parallel_size", 1)) == 1:
+        # vLLM's engine core in this process: every request of a call is queued before the first step,
+        # so the batches, and with them each seeded sample, are the same on every run (vLLM's
+        # documented way to reproducible offline results; a separate core process may start on part of
+        # a call and then sample differently).
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     try:
         import torch
         from vllm import LLM, SamplingParams
