@@ -1,4 +1,4 @@
-"""mixture create | train | list | chat."""
+"""mixture create | train | list | delete | chat | export | eval."""
 
 from __future__ import annotations
 
@@ -42,6 +42,25 @@ def list_(ctx: Context, a: Namespace) -> None:
     )
 
 
+def delete(ctx: Context, a: Namespace) -> dict[str, Any]:
+    from engine.errors import UserError
+    from engine.store import mixtures
+
+    if not a.yes:
+        raise UserError(f"deleting mixture {a.name!r} removes its router and exports: pass --yes to confirm")
+    m = mixtures.delete(ctx.db, a.name)
+    return {"deleted": m.name, "experts kept": ", ".join(m.expert_names())}
+
+
+def _held(ctx: Context, name: str, what: str) -> Any:
+    """The mixture's lock for one kind of run (export, eval), so `mixture delete` waits for it."""
+    from engine.store import locks, mixtures, projects
+
+    m = mixtures.by_name(ctx.db, name)
+    owner = projects.get(ctx.db, m.experts[0]["project"])
+    return locks.held(ctx.db, owner.id, f"mixture {m.name} {what}", f"mixture {what}")
+
+
 def chat(ctx: Context, a: Namespace) -> dict[str, Any]:
     from engine.stages.mixture import ask
 
@@ -59,7 +78,8 @@ def chat(ctx: Context, a: Namespace) -> dict[str, Any]:
 def export(ctx: Context, a: Namespace) -> dict[str, Any]:
     from engine.stages.mixture_gguf import export_mixture
 
-    return export_mixture(ctx, a.name)
+    with _held(ctx, a.name, "export"):
+        return export_mixture(ctx, a.name)
 
 
 def eval(ctx: Context, a: Namespace) -> dict[str, Any]:  # noqa: A001 (the command's name)
@@ -68,4 +88,5 @@ def eval(ctx: Context, a: Namespace) -> dict[str, Any]:  # noqa: A001 (the comma
 
     if a.limit is not None and a.limit < 1:
         raise UserError("--limit must be at least 1")
-    return evaluate_mixture(ctx, a.name, a.limit, a.shots, a.max_tokens, a.new)
+    with _held(ctx, a.name, "eval"):
+        return evaluate_mixture(ctx, a.name, a.limit, a.shots, a.max_tokens, a.new)

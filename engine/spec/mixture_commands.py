@@ -33,6 +33,12 @@ MIXTURE_COMMANDS: tuple[Command, ...] = (
     ),
     Command("mixture list", _C + "mixture:list_", "mixtures with their experts, status and routing"),
     Command(
+        "mixture delete",
+        _C + "mixture:delete",
+        "delete a mixture: its router and exports (its experts and their projects stay)",
+        options=(opt("name"), opt("--yes", action="store_true", help="confirm")),
+    ),
+    Command(
         "mixture chat",
         _C + "mixture:chat",
         "ask a trained mixture one question (transformers, routing per token)",

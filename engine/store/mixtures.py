@@ -4,7 +4,10 @@ the router trained over them, its data fingerprint, per-step losses and metrics.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
@@ -136,3 +139,38 @@ def steps(db: Database, mixture_id: int) -> list[StepRecord]:
         [mixture_id],
     )
     return [from_row(StepRecord, r) for r in rows]
+
+
+def using_project(db: Database, project: str) -> list[str]:
+    """Names of the mixtures with an expert from `project`."""
+    return [m.name for m in list_all(db) if any(e["project"] == project for e in m.experts)]
+
+
+def busy_unit(db: Database, m: Mixture) -> str | None:
+    """A live run on this mixture (its lock lives with the first expert's project), if any."""
+    from engine.store import locks
+
+    owner = db.execute("SELECT id FROM projects WHERE name = ?", [m.experts[0]["project"]]).fetchone()
+    if not owner:
+        return None
+    unit = f"mixture {m.name}"
+    for held, pid in locks.holders(db, int(owner[0])).items():
+        if (held == unit or held.startswith(unit + " ")) and pid != os.getpid():
+            return f"{held} (pid {pid})"
+    return None
+
+
+def delete(db: Database, name: str) -> Mixture:
+    """Delete the mixture's rows (its steps cascade) and then its folder (router, exports). Its
+    experts, their projects and the evaluations stored there stay."""
+    with write_txn(db):
+        m = by_name(db, name)
+        running = busy_unit(db, m)
+        if running:
+            raise UserError(f"mixture {name!r} is in use: {running} is running; cancel it first")
+        db.execute("DELETE FROM mixtures WHERE id = ?", [m.id])
+    root = paths.home() / "mixtures"
+    folder = Path(m.path)
+    if folder.exists() and folder.resolve().parent == root.resolve():  # never anything outside mixtures/
+        shutil.rmtree(folder, ignore_errors=True)
+    return m

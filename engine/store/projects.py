@@ -65,7 +65,7 @@ def update_settings(db: Database, name: str, changes: dict[str, Any]) -> Project
 
 def delete(db: Database, name: str) -> None:
     """Delete the project's rows (cascading) and then its folder."""
-    from engine.store import locks
+    from engine.store import locks, mixtures
 
     project = get(db, name)
     with write_txn(db):
@@ -73,6 +73,12 @@ def delete(db: Database, name: str) -> None:
         if busy:
             unit, pid = next(iter(busy.items()))
             raise UserError(f"project {name!r} is in use: {unit} is running (pid {pid}); cancel it first")
+        mixed = mixtures.using_project(db, name)
+        if mixed:
+            raise UserError(
+                f"project {name!r} has experts in mixture(s) {', '.join(mixed)}, which would break:"
+                f" delete those first (selfspec-tui mixture delete {mixed[0]} --yes)"
+            )
         db.execute("DELETE FROM projects WHERE id = ?", [project.id])
     folder = paths.project_dir(name)
     if folder.exists():

@@ -3,7 +3,8 @@
 Pick finished experts (ctrl+n), train the router (ctrl+r; the form holds its settings), see where
 each domain's tokens are routed, export for llama.cpp (ctrl+e), ask a question (a: per token in
 transformers; g: per prompt on llama.cpp) and see which expert answered, and evaluate base, each
-expert alone and the mixture on every domain (ctrl+v). Runs go on in the background like any stage.
+expert alone and the mixture on every domain (ctrl+v), and delete one (d; its experts stay). Runs go
+on in the background like any stage.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from textual.widgets import DataTable, Footer, Header, Static
 from engine.spec import events as ev
 from engine.spec.kinds import JobStatus
 from engine.store import adapters, mixtures, projects
+from selfspec_tui.errors import HANDLED, user_message
 from selfspec_tui.forms import form_args
 from selfspec_tui.screens.keys import TableKeys
-from selfspec_tui.screens.modals import AskModal
+from selfspec_tui.screens.modals import AskModal, ConfirmModal
 from selfspec_tui.screens.run_screen import RunScreen
 from selfspec_tui.widgets.plain_table import PlainTable
 from selfspec_tui.widgets.run_progress import RunProgress
@@ -51,6 +53,7 @@ class MixturesScreen(TableKeys, RunScreen):
         Binding("ctrl+v", "evaluate", "Evaluate", priority=True),
         Binding("a", "ask(False)", "Ask"),
         Binding("g", "ask(True)", "Ask (GGUF)"),
+        Binding("d", "delete", "Delete"),
     ]
 
     def __init__(self) -> None:
@@ -163,6 +166,24 @@ class MixturesScreen(TableKeys, RunScreen):
                 self.launch(["mixture", "chat", name, "-q", question] + (["--gguf"] if gguf else []), "answer")
 
         self.app.push_screen(AskModal(f"Ask {name}" + (" (llama.cpp, one expert per prompt)" if gguf else "")), asked)
+
+    def action_delete(self) -> None:
+        name = self._need()
+        if not name:
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                mixtures.delete(self.db, name)
+            except HANDLED as exc:
+                self.notify(user_message(exc) or str(exc), severity="error")
+                return
+            self.notify(f"deleted mixture {name}; its experts stay in their projects")
+            self.refresh_mixtures()
+
+        self.app.push_screen(ConfirmModal(f"Delete mixture '{name}' with its router and exports?"), confirmed)
 
     def on_stage_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.Result) and isinstance(event.data, dict) and event.data.get("view") == "table":

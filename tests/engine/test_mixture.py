@@ -57,6 +57,43 @@ def test_create_refuses_what_cannot_be_mixed_and_names_it(two_experts) -> None:
     assert r.returncode == 2 and "already exists" in r.stderr
 
 
+def test_a_project_in_a_mixture_is_kept_until_the_mixture_is_deleted(two_experts, home) -> None:
+    from engine import paths
+    from engine.store import adapters, locks
+
+    db = two_experts
+    assert run_engine("mixture", "create", "m", "--expert", "bio/e1", "--expert", "fin/e1").returncode == 0
+    m = mixtures.by_name(db, "m")
+    (paths.home() / "mixtures" / "m").mkdir(parents=True, exist_ok=True)
+    (paths.home() / "mixtures" / "m" / "router.safetensors").write_bytes(b"x")
+    expert = paths.from_stored(m.experts[0]["path"])
+    r = run_engine("project", "delete", "bio", "--yes")
+    assert r.returncode == 2 and "mixture(s) m" in r.stderr and "mixture delete m --yes" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert projects.get(db, "bio") and os.path.isdir(expert)  # nothing of bio was removed
+    assert [a.name for a in adapters.list_for(db, projects.get(db, "bio"))] == ["e1"]
+    r = run_engine("mixture", "delete", "m")
+    assert r.returncode == 2 and "--yes" in r.stderr
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # a live run of the mixture (an export, say) holds its lock: delete waits for it
+        db.execute(
+            "INSERT INTO locks (project_id, unit, pid, proc_start, command, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [projects.get(db, "bio").id, "mixture m export", child.pid, locks.proc_start(child.pid), "x", "t"],
+        )
+        r = run_engine("mixture", "delete", "m", "--yes")
+        assert r.returncode == 2 and f"mixture m export (pid {child.pid}) is running" in r.stderr, r.stderr
+        assert mixtures.by_name(db, "m").name == "m"
+    finally:
+        child.kill()
+        child.wait()
+    r = run_engine("mixture", "delete", "m", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert mixtures.list_all(db) == [] and not (paths.home() / "mixtures" / "m").exists()
+    assert os.path.isdir(expert)  # the experts stay
+    assert run_engine("project", "delete", "bio", "--yes").returncode == 0
+    assert [p.name for p in projects.list_all(db)] == ["fin"]
+
+
 def test_router_cancel_then_resume_equals_a_straight_run(two_experts, home) -> None:
     db = two_experts
     ctx = context(db, None)

@@ -46,3 +46,27 @@ async def test_create_train_and_ask_a_mixture_by_keys(two_experts, home) -> None
         await pilot.press("enter")
         await wait_for(pilot, lambda: "answered by" in str(screen.query_one("#mixture-answer", Static).render()), 120)
         assert "the question's tokens: bio/e1" in str(screen.query_one("#mixture-answer", Static).render())
+
+
+async def test_a_mixture_is_deleted_by_keys_and_guards_its_projects(two_experts, home) -> None:  # noqa: F811
+    from engine.stages.mixture import create
+    from engine.store import projects
+    from tests.engine.test_train import context
+    from tests.helpers import notes
+
+    db = two_experts
+    create(context(db, None), "duo", ["bio/e1", "fin/e1"])
+    app = SelfSpecApp()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("d", "y")  # the project list: bio's expert is in duo, so bio stays
+        await wait_for(pilot, lambda: any("mixture(s) duo" in n for n in notes(app)), seen=lambda: notes(app))
+        assert projects.get(db, "bio").name == "bio"
+        await pilot.press("x")
+        screen = app.screen
+        assert isinstance(screen, MixturesScreen)
+        await pilot.press("d", "n")  # asked first: no keeps it
+        await pilot.pause()
+        assert screen.query_one("#mixtures", DataTable).row_count == 1
+        await pilot.press("d", "y")
+        await wait_for(pilot, lambda: screen.query_one("#mixtures", DataTable).row_count == 0)
+        assert mixtures.list_all(db) == [] and any("deleted mixture duo" in n for n in notes(app))
