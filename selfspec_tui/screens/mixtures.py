@@ -19,10 +19,9 @@ from textual.widgets import DataTable, Footer, Header, Static
 from engine.spec import events as ev
 from engine.spec.kinds import JobStatus
 from engine.store import adapters, mixtures, projects
-from selfspec_tui.errors import HANDLED, user_message
 from selfspec_tui.forms import form_args
 from selfspec_tui.screens.keys import TableKeys
-from selfspec_tui.screens.modals import AskModal, ConfirmModal
+from selfspec_tui.screens.modals import AskModal, confirm_then
 from selfspec_tui.screens.run_screen import RunScreen
 from selfspec_tui.widgets.plain_table import PlainTable
 from selfspec_tui.widgets.run_progress import RunProgress
@@ -169,21 +168,14 @@ class MixturesScreen(TableKeys, RunScreen):
 
     def action_delete(self) -> None:
         name = self._need()
-        if not name:
-            return
-
-        def confirmed(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                mixtures.delete(self.db, name)
-            except HANDLED as exc:
-                self.notify(user_message(exc) or str(exc), severity="error")
-                return
-            self.notify(f"deleted mixture {name}; its experts stay in their projects")
-            self.refresh_mixtures()
-
-        self.app.push_screen(ConfirmModal(f"Delete mixture '{name}' with its router and exports?"), confirmed)
+        if name:
+            confirm_then(
+                self,
+                f"Delete mixture '{name}' with its router and exports?",
+                lambda: mixtures.delete(self.db, name),
+                f"deleted mixture {name}; its experts stay in their projects",
+                self.refresh_mixtures,
+            )
 
     def on_stage_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.Result) and isinstance(event.data, dict) and event.data.get("view") == "table":

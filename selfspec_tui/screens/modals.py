@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DirectoryTree, Input, Label, Select, Switch, TextArea
 
 from engine.errors import UserError, ValidationError
@@ -36,6 +37,27 @@ class ConfirmModal(ModalScreen[bool]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+
+def confirm_then(
+    screen: Screen[Any], question: str, act: Callable[[], object], done: str, after: Callable[[], None]
+) -> None:
+    """Ask `question`; on yes run `act` (a store change), then notify `done` and call `after`; a
+    refusal or store error becomes an error notification and changes nothing."""
+    from selfspec_tui.errors import HANDLED, user_message
+
+    def answered(yes: bool | None) -> None:
+        if not yes:
+            return
+        try:
+            act()
+        except HANDLED as exc:
+            screen.notify(user_message(exc) or str(exc), severity="error")
+            return
+        screen.notify(done)
+        after()
+
+    screen.app.push_screen(ConfirmModal(question), answered)
 
 
 class NewProjectModal(ModalScreen[dict[str, str] | None]):

@@ -11,7 +11,7 @@ from engine.store import projects, registry
 from selfspec_tui.errors import HANDLED, user_message
 from selfspec_tui.screens.base import AppScreen
 from selfspec_tui.screens.keys import TableKeys
-from selfspec_tui.screens.modals import ConfirmModal, NewProjectModal
+from selfspec_tui.screens.modals import NewProjectModal, confirm_then
 from selfspec_tui.widgets.plain_table import PlainTable
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -91,18 +91,11 @@ class ProjectsScreen(TableKeys, AppScreen):
 
     def action_delete(self) -> None:
         name = self._selected()
-        if not name:
-            return
-
-        def confirmed(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                projects.delete(self.db, name)
-            except HANDLED as exc:
-                self.notify(user_message(exc) or str(exc), severity="error")
-                return
-            self.notify(f"deleted project {name}")
-            self.action_refresh()
-
-        self.app.push_screen(ConfirmModal(f"Delete project '{name}' with its seeds, corpus and runs?"), confirmed)
+        if name:
+            confirm_then(
+                self,
+                f"Delete project '{name}' with its seeds, corpus and runs?",
+                lambda: projects.delete(self.db, name),
+                f"deleted project {name}",
+                self.action_refresh,
+            )
