@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.backends import chat_template
 from engine.errors import UserError
@@ -27,6 +27,9 @@ from engine.stages.templates import (
 from engine.store import generation as store
 from engine.store import projects
 from engine.store.records import Generation, Seed
+
+if TYPE_CHECKING:
+    from engine.backends.types import GeneratorOptions, ModelFile
 
 __all__ = ["GenerationRun", "item_seed", "open_generation", "run_generation"]
 
@@ -87,14 +90,20 @@ class GenerationRun:
             data_parallel=cfg.data_parallel_size,
             chat=chat,
         )
-        model = ModelFile(self.model_name, fmt, path)
+        self.open_generator(ModelFile(self.model_name, fmt, path), options, self.config.backend)
+
+    def open_generator(self, model: ModelFile, options: GeneratorOptions, backend: str) -> None:
+        """The runtime for `model`: in this process, or spread over Ray workers with `--ray`."""
+        from engine.backends import registry
+
+        cfg = self.config
         if cfg.ray:
             from engine.backends.ray_pool import open_ray_generator
 
-            self.generator = open_ray_generator(model, options, self.config.backend, cfg.ray, cfg.ray_workers)
+            self.generator = open_ray_generator(model, options, backend, cfg.ray, cfg.ray_workers)
             self.ctx.log(f"generating on {self.generator.size} Ray workers ({cfg.ray})")
         else:
-            self.generator = registry.open_generator(model, options, self.config.backend)
+            self.generator = registry.open_generator(model, options, backend)
         self.tally.workers = getattr(self.generator, "worker_rates", None)
 
     # ---- stage 1 ---------------------------------------------------------------------------

@@ -24,7 +24,6 @@ def copy_tasks(run: Any) -> None:
 
 def load_expert(run: Any) -> None:
     """Round 2: answers come from a trained expert (a GGUF export, base + LoRA, or its merged folder)."""
-    from engine.backends import registry
     from engine.backends.types import GeneratorOptions, ModelFile
     from engine.stages.evaluate import resolve_model
 
@@ -38,6 +37,6 @@ def load_expert(run: Any) -> None:
     run.ctx.log(f"answering with the expert {ref.spec} ({ref.format} on {ref.runtime})")
     options = GeneratorOptions(run.ctx.threads, cfg.context, cfg.device, cfg.batch_size)
     model = ModelFile(ref.spec, ref.format, ref.path, ref.lora)
-    run.generator = registry.open_generator(model, options, ref.runtime)
+    run.open_generator(model, options, ref.runtime)  # on Ray workers too, with --ray
     run.wrap = completion  # an expert is trained on plain Alpaca blocks
     run._expert_loaded = True

@@ -53,6 +53,30 @@ def test_ray_rows_equal_one_process_and_progress_names_workers(tmp_path, monkeyp
     assert any("2 Ray workers" in e.get("message", "") for e in events if e.get("event") == "log")
 
 
+def test_round_two_answers_on_ray_workers_equal_one_process(tmp_path, monkeypatch, tiny_folder):
+    """`--respond-with` (round 2) spreads its answers over the workers too: here the project's base,
+    the tiny Llama on transformers (`hf:base`), answers a fake-generator generation's tasks again."""
+    import sqlite3
+
+    dumps = []
+    for label, ray in (("one2", ""), ("ray2", "local:2")):
+        home = _in_home(tmp_path, monkeypatch, label)
+        _generate(*FAKE)
+        assert run_engine("models", "add", str(tiny_folder), "--name", "tiny").returncode == 0
+        con = sqlite3.connect(home / "selfspec.db")
+        with con:  # the base changes after the first round, so hf:base is a real transformers model
+            con.execute("UPDATE projects SET base_model = 'tiny' WHERE name = 'r'")
+        con.close()
+        args = ["--new", "--tasks-from", "1", "--respond-with", "hf:base", "--batch-size", "1", "--seed", "2"]
+        r = _generate(*args, "--response-max-tokens", "6", "--grounded", "off", "--ray", ray)
+        assert ("2 Ray workers" in r.stderr) == bool(ray), r.stderr[-2000:]
+        assert "answering with the expert hf:base (hf on transformers)" in r.stderr
+        dumps.append(dump(home / "selfspec.db"))
+    assert dumps[0] == dumps[1]
+    answered = [e for e in dumps[1]["examples"] if json.loads(e[6]).get("responded_by") == "hf:base"]
+    assert answered and len(dumps[1]["examples"]) == 12 + len(answered)  # round 1's 12, and the answers kept
+
+
 def test_bad_ray_target_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     home = _in_home(tmp_path, monkeypatch, "bad")
     for target, words in [("local:x", "local:N"), ("local:0", "local:N"), ("127.0.0.1:1", "cannot join")]:
