@@ -38,6 +38,14 @@ def test_engine_cli_imports_no_front_end_or_ml_stack_at_start() -> None:
     assert not [m for m in HEAVY if m in loaded]
 
 
+def test_engine_and_front_end_start_without_pandas() -> None:
+    """sqlite-utils would import pandas (~0.4 s of each engine start) if the packages let it."""
+    for code in ("import engine.cli, engine.runner, engine.store", "import selfspec_tui.app"):
+        loaded = _modules_after(code)
+        assert "sqlite_utils" in loaded and "pandas" not in loaded, code
+    assert "pandas" in _modules_after("import engine.cli, engine.store; import pandas")  # still importable
+
+
 def test_import_linter_contracts_hold() -> None:
     exe = shutil.which("lint-imports", path=str(ROOT / ".venv" / "bin")) or shutil.which("lint-imports")
     if exe is None:
