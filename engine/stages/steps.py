@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.stages.context import Context, Interrupted
-from engine.store.adapters import StepRecord
+from engine.store.steplog import StepRecord
 
 
 @dataclass

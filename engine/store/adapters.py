@@ -13,6 +13,7 @@ from engine.errors import UserError
 from engine.spec.kinds import JobStatus
 from engine.store.db import now, write_txn
 from engine.store.records import Project, from_row
+from engine.store.steplog import TRAIN_STEPS
 
 
 @dataclass(frozen=True)
@@ -30,17 +31,6 @@ class Adapter:
     is_current: int
     created_at: str
     updated_at: str
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    step: int
-    epoch: int
-    loss: float
-    lr: float
-    tokens: int
-    seconds: float
-    val_loss: float | None
 
 
 def _adapter(row: dict[str, Any]) -> Adapter:
@@ -121,27 +111,9 @@ def set_config(db: Database, adapter_id: int, config: dict[str, Any]) -> None:
         )
 
 
-def record_step(db: Database, adapter_id: int, rec: StepRecord) -> None:
-    with write_txn(db):
-        db.execute(
-            "INSERT OR REPLACE INTO train_steps (adapter_id, step, epoch, loss, lr, tokens, seconds, val_loss)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [adapter_id, rec.step, rec.epoch, rec.loss, rec.lr, rec.tokens, rec.seconds, rec.val_loss],
-        )
-
-
-def forget_steps_after(db: Database, adapter_id: int, step: int) -> None:
-    """Steps logged after the checkpoint a resume starts from are redone, so they are dropped."""
-    with write_txn(db):
-        db.execute("DELETE FROM train_steps WHERE adapter_id = ? AND step > ?", [adapter_id, step])
-
-
-def steps(db: Database, adapter_id: int) -> list[StepRecord]:
-    rows = db.query(
-        "SELECT step, epoch, loss, lr, tokens, seconds, val_loss FROM train_steps WHERE adapter_id = ? ORDER BY step",
-        [adapter_id],
-    )
-    return [from_row(StepRecord, r) for r in rows]
+record_step = TRAIN_STEPS.record
+forget_steps_after = TRAIN_STEPS.forget_after
+steps = TRAIN_STEPS.read
 
 
 @dataclass(frozen=True)

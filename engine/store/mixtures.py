@@ -14,9 +14,9 @@ from sqlite_utils import Database
 
 from engine import paths
 from engine.errors import UserError
-from engine.store.adapters import StepRecord
 from engine.store.db import now, write_txn
 from engine.store.records import from_row
+from engine.store.steplog import MIXTURE_STEPS
 
 
 @dataclass(frozen=True)
@@ -119,26 +119,9 @@ def update_metrics(db: Database, mixture_id: int, updates: dict[str, Any]) -> No
         )
 
 
-def record_step(db: Database, mixture_id: int, rec: StepRecord) -> None:
-    with write_txn(db):
-        db.execute(
-            "INSERT OR REPLACE INTO mixture_steps (mixture_id, step, epoch, loss, lr, tokens, seconds, val_loss)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [mixture_id, rec.step, rec.epoch, rec.loss, rec.lr, rec.tokens, rec.seconds, rec.val_loss],
-        )
-
-
-def forget_steps_after(db: Database, mixture_id: int, step: int) -> None:
-    with write_txn(db):
-        db.execute("DELETE FROM mixture_steps WHERE mixture_id = ? AND step > ?", [mixture_id, step])
-
-
-def steps(db: Database, mixture_id: int) -> list[StepRecord]:
-    rows = db.query(
-        "SELECT step, epoch, loss, lr, tokens, seconds, val_loss FROM mixture_steps WHERE mixture_id = ? ORDER BY step",
-        [mixture_id],
-    )
-    return [from_row(StepRecord, r) for r in rows]
+record_step = MIXTURE_STEPS.record
+forget_steps_after = MIXTURE_STEPS.forget_after
+steps = MIXTURE_STEPS.read
 
 
 def using_project(db: Database, project: str) -> list[str]:

@@ -13,7 +13,7 @@ from engine.schema import SeedDraft
 from engine.store import corpus, open_store, projects, seeds
 from engine.store.corpus import ChunkDraft
 from selfspec_tui.app import SelfSpecApp, short_paths
-from tests.helpers import notes
+from tests.helpers import notes, wait_for
 
 HOSTILE = "Explain [/b] then [link=javascript:x]this[/link] and [/]"
 
@@ -70,9 +70,14 @@ async def test_help_key_is_in_every_footer_at_80_columns(home) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         for keys in [[], ["s"], ["c"], ["g"], ["v"], ["t"], ["h"], ["e"], ["ctrl+t"], ["escape"]]:
             await pilot.press(*keys)
-            await pilot.pause(0.3)
-            shown = [k for k in app.screen.query(FooterKey) if k.action == "app.help"]
-            assert shown, f"{type(app.screen).__name__}: no help key in the footer"
+
+            def help_keys() -> list[FooterKey]:
+                return [k for k in app.screen.query(FooterKey) if k.action == "app.help"]
+
+            # laid out (a screen on a loaded machine may need more than a moment), then within 80 columns
+            await wait_for(pilot, lambda: any(k.region.width > 0 for k in help_keys()), timeout=20,
+                           seen=lambda: f"{type(app.screen).__name__}: {[k.region for k in help_keys()]}")  # fmt: skip
+            shown = help_keys()
             assert shown[0].region.right <= 80 and shown[0].region.width > 0, type(app.screen).__name__
             if keys and keys != ["escape"]:
                 await pilot.press("escape")
