@@ -137,7 +137,14 @@ def main() -> None:
     threads = free_cores()
     print(f"embedded default {gguf.name}, {threads} threads, target {args.target}, load {os.getloadavg()[0]:.2f}")
     common = {"seed": 7, "max_prompts": 20 * args.target}
-    today = {**common, "backend": "llama.cpp-serial", "batch_size": 1, "demo_block": 1, "size_from_seeds": False}
+    today = {
+        **common,
+        "backend": "llama.cpp-serial",
+        "batch_size": 1,
+        "demo_block": 1,
+        "size_from_seeds": False,
+        "weights": "file",
+    }
     new = {**common, "batch_size": args.batch}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SELFSPEC_HOME"] = tmp

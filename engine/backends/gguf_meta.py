@@ -51,8 +51,9 @@ class _Reader:
         raise UserError(f"{self.path}: corrupt GGUF metadata (unknown value type {vtype})")
 
 
-def read_gguf_metadata(path: Path) -> dict[str, Any]:
-    """Return {'version', 'tensor_count', 'metadata': {...}}; UserError explains any problem."""
+def read_gguf_metadata(path: Path, count_weights: bool = False) -> dict[str, Any]:
+    """Return {'version', 'tensor_count', 'metadata': {...}}; UserError explains any problem.
+    With count_weights, also 'weights': the number of elements in all tensors (from the tensor infos)."""
     try:
         with path.open("rb") as fh:
             reader = _Reader(fh, path)
@@ -69,6 +70,28 @@ def read_gguf_metadata(path: Path) -> dict[str, Any]:
             for _ in range(kv_count):
                 key = reader.string()
                 meta[key] = reader.value(reader.scalar("<I"))
+            found: dict[str, Any] = {"version": version, "tensor_count": tensors, "metadata": meta}
+            if count_weights:
+                found["weights"] = _count_weights(reader, tensors)
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    return {"version": version, "tensor_count": tensors, "metadata": meta}
+    return found
+
+
+def _count_weights(reader: _Reader, tensors: int) -> int:
+    """Elements over the tensor infos that follow the metadata (name, dims, type, offset each)."""
+    if tensors > MAX_KV:
+        raise UserError(f"{reader.path}: corrupt GGUF header ({tensors} tensors)")
+    total = 0
+    for _ in range(tensors):
+        reader.string()
+        n_dims = reader.scalar("<I")
+        if n_dims > 8:
+            raise UserError(f"{reader.path}: corrupt GGUF tensor info ({n_dims} dimensions)")
+        size = 1
+        for _ in range(n_dims):
+            size *= reader.scalar("<Q")
+        reader.scalar("<I")
+        reader.scalar("<Q")
+        total += size
+    return total

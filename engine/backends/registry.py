@@ -30,6 +30,8 @@ class Runtime:
     """model file formats it can run"""
     default_for: tuple[str, ...] = ()
     """formats for which `auto` picks it"""
+    f16_copy: bool = False
+    """it can run a quantized GGUF on an F16 copy of its weights (a generation's `weights` setting)"""
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ def register_embedder(prefix: str, factory: Callable[[str], Any]) -> None:
     _EMBEDDERS[prefix] = factory
 
 
-register_runtime(Runtime("llama.cpp", "engine.backends.runtimes.llamacpp", ("gguf",), default_for=("gguf",)))
+register_runtime(
+    Runtime("llama.cpp", "engine.backends.runtimes.llamacpp", ("gguf",), default_for=("gguf",), f16_copy=True)
+)
 register_runtime(Runtime("transformers", "engine.backends.runtimes.hf", ("hf", "gguf"), default_for=("hf",)))
 register_runtime(Runtime("endpoint", "engine.backends.runtimes.endpoint", ("gguf", "hf")))
 register_runtime(Runtime("vllm", "engine.backends.runtimes.vllm_runtime", ("hf",)))

@@ -12,6 +12,7 @@ import re
 import unicodedata
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,6 +223,25 @@ def check_response(output: str, config: FilterConfig | None = None) -> Verdict:
         if ratio < config.min_compression:
             return Verdict("loop", f"compresses to {ratio:.0%} of its size")
     return KEEP
+
+
+DOOM_EVERY = 32
+"""tokens between the answer watch's looks"""
+
+
+def doomed_watch(config: FilterConfig) -> Callable[[str, int], int | None]:
+    """Ends an answer as soon as what it has written already fails the repetition or loop check:
+    a greedy small model that starts repeating itself rarely stops before its token limit, and the
+    answer would be dropped anyway, so the tokens after that point are wasted. The answer is then
+    dropped for the reason check_response gives its text. Looks every DOOM_EVERY tokens and at line ends."""
+
+    def check(text: str, tokens: int) -> int | None:
+        if tokens % DOOM_EVERY and not text.endswith("\n"):
+            return None
+        verdict = check_response(text, config)
+        return len(text) if verdict.reason in ("repetition", "loop") else None
+
+    return check
 
 
 def check_on_task(similarity: float, output: str, config: FilterConfig) -> Verdict:

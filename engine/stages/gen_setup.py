@@ -94,14 +94,16 @@ def seed_pool(ctx: Context, set_name: str) -> list[Seed]:
     return sorted(found, key=lambda s: s.id)
 
 
-SETTLED = ("grounded", "prompt_style")
+SETTLED = ("grounded", "prompt_style", "weights")
 """settings whose `auto` a new generation resolves once (settle_auto)"""
 
 
 def settle_auto(ctx: Context, config: GenerateConfig, fmt: str, path: Any) -> GenerateConfig:
     """A new generation's `auto` choices made once and stored: grounded tasks when the project has a
-    corpus and seeds with inputs; chat prompts when the model has a chat template."""
+    corpus and seeds with inputs; chat prompts when the model has a chat template; an F16 copy of a
+    small quantized GGUF on llama.cpp (engine.backends.f16_copy)."""
     from engine.backends.chat_template import read_template
+    from engine.backends.f16_copy import auto_choice
     from engine.store import corpus
 
     project = ctx.need_project()
@@ -118,6 +120,11 @@ def settle_auto(ctx: Context, config: GenerateConfig, fmt: str, path: Any) -> Ge
     if config.prompt_style == "auto":
         chat = not config.respond_with and fmt in ("gguf", "hf") and read_template(fmt, path) is not None
         update["prompt_style"] = "chat" if chat else "completion"
+    copies = fmt == "gguf" and registry.runtime_for(fmt, config.backend).f16_copy
+    if config.weights == "auto":
+        update["weights"] = auto_choice(path) if copies else "file"
+    elif config.weights == "f16" and not copies:
+        raise UserError("--weights f16 is for a GGUF model generating on llama.cpp")
     return config.model_copy(update=update) if update else config
 
 

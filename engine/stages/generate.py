@@ -90,6 +90,10 @@ class GenerationRun:
             data_parallel=cfg.data_parallel_size,
             chat=chat,
         )
+        if cfg.weights == "f16" and runtime.f16_copy:  # a stored "auto" predates the setting: the file
+            from engine.backends.f16_copy import f16_copy
+
+            path = f16_copy(path, threads, self.ctx.log)
         self.open_generator(ModelFile(self.model_name, fmt, path), options, self.config.backend)
 
     def open_generator(self, model: ModelFile, options: GeneratorOptions, backend: str) -> None:

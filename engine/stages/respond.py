@@ -2,7 +2,8 @@
 
 Kept tasks are answered in the order they were kept, one call per block of `demo_block` tasks (one
 set of demonstrations per block, so a call's prompts share their head), and each call is committed
-whole. An answer is dropped, with a reason, when it is empty or not text, loops or repeats itself,
+whole. An answer is dropped, with a reason, when it is empty or not text, loops or repeats itself (it is
+ended as soon as it does: filters.doomed_watch),
 is not about its task (embedding cosine), or the model's own grade of it is low (self-judging).
 """
 
@@ -17,9 +18,10 @@ import numpy as np
 from engine.spec import events as ev
 from engine.stages import judge as judge_
 from engine.stages.context import Interrupted
-from engine.stages.filters import Verdict, check_on_task, check_response
+from engine.stages.filters import Verdict, check_on_task, check_response, doomed_watch
 from engine.stages.gen_setup import item_seed
 from engine.stages.label_answers import LabelAnswers
+from engine.stages.passages import Shown, consolidate
 from engine.stages.templates import RESPONSE_STOP, Demo, Passage, response_prompt
 from engine.store import generation as store
 from engine.store.records import Candidate
@@ -109,6 +111,7 @@ def _answers(run: Any, runnable: list, sampling: Any, labeler: LabelAnswers | No
             sampling,
             [item_seed(cfg.seed, "respond", runnable[i][0].prompt_idx, runnable[i][0].item_idx) for i in free],
             ctx.should_stop,
+            doomed_watch(cfg.filters) if cfg.stop_doomed else None,
         )
         if len(done) < len(free) or any(o.finish == "cancelled" for o in done):
             raise Interrupted()
@@ -139,7 +142,7 @@ def check_answer(run: Any, c: Candidate, text: str) -> Verdict:
 def response_prompt_for(run: Any, c: Candidate, position: int) -> tuple[str, list[int], list[dict[str, Any]]] | None:
     """The answer prompt: one demonstration set per block of `demo_block` tasks (in stage-2 order),
     so a batch's prompts share their head and demonstrations, evaluated once; passages under the
-    relevance floor are left out."""
+    relevance floor are left out, and the rest shown without repeats (passages.consolidate)."""
     cfg = run.config
     if cfg.demo_block > 1:
         rng = random.Random(item_seed(cfg.seed, "respond-demos-block", position // cfg.demo_block))
@@ -151,10 +154,18 @@ def response_prompt_for(run: Any, c: Candidate, position: int) -> tuple[str, lis
     task = Demo(c.instruction, c.input, "", c.task_type)
     while True:
         demos = [Demo(s.instruction, s.input, s.output, s.task_type) for s in shots]
-        passages = [Passage(h.chunk.source.rsplit("/", 1)[-1], h.chunk.text) for h in hits]
+        if cfg.merge_passages:
+            shown = consolidate(hits, f"{c.instruction}\n{c.input}")
+        else:
+            shown = [Shown(h.chunk.source.rsplit("/", 1)[-1], h.chunk.text, (h,)) for h in hits]
+        passages = [Passage(p.source, p.text) for p in shown]
         prompt = response_prompt(run.project.domain, demos, passages, task, run.wrap)
         if run.generator.count_tokens(prompt) + cfg.respond.max_tokens <= run.generator.context_length:
-            used = [{"chunk_id": h.chunk.id, "score": round(h.score, 4), "source": h.chunk.source} for h in hits]
+            used = [
+                {"chunk_id": h.chunk.id, "score": round(h.score, 4), "source": h.chunk.source, "passage": i}
+                for i, p in enumerate(shown, 1)
+                for h in p.hits
+            ]
             return prompt, [s.id for s in shots], used
         if shots:
             shots = shots[:-1]

@@ -53,7 +53,7 @@ def test_pipeline_end_to_end(home: Path) -> None:
     by_block: dict[int, set[tuple[int, ...]]] = {}
     for e in generation.examples(db, projects.get(db, "t")):
         p = e.provenance
-        assert p["template"] == "ss-v3" and p["model"] == "fake-generator" and p["retrieval"] is True
+        assert p["template"] == "ss-v4" and p["model"] == "fake-generator" and p["retrieval"] is True
         by_block.setdefault(p["response_demo_block"], set()).add(tuple(p["response_demo_ids"]))
         assert len(p["brainstorm_seed_ids"]) == 3 and len(p["response_demo_ids"]) == 5
         assert p["brainstorm_sampling"] == {"temperature": 1.0, "top_p": 0.98, "max_tokens": 768}

@@ -150,7 +150,7 @@ def test_a_stored_ss_v2_config_keeps_its_behaviour() -> None:
     assert old.filters.rouge_threshold == 0.6 and old.filters.semantic_threshold == 0.0
     assert old.filters.max_repeat_share == 1.0 and old.filters.min_answer_similarity == -1.0
     new = GenerateConfig()
-    assert new.template == "ss-v3" and new.grounded == "auto" and new.filters.semantic_threshold == 0.9
+    assert new.template == "ss-v4" and new.grounded == "auto" and new.filters.semantic_threshold == 0.9
 
 
 def test_a_grounded_completion_ends_with_its_instruction_line() -> None:

@@ -2,12 +2,18 @@
 
 One context holds up to `n_seq` sequences, each in its own KV-cache stream (a unified cache makes
 every token attend over every sequence's cells, which costs more than it saves once prompts are
-long). Generation keeps the prefix every prompt of a call shares in one extra sequence, decoded
-once; the other sequences are slots: a prompt enters a free slot as a copy of that stream plus its
-own tail, and every live slot advances one token per decode call (continuous batching). Each
-sequence samples with its own seeded sampler chain, so its text depends only on its prompt, its
-seed and the call it ran in. Flash attention stays off, as in chat and export, so a score here
-equals the high-level API's. The cache is cleared after every call.
+long). The last sequence is the keeper: it holds the prefix every prompt of a call shares, cut
+back to a multiple of PREFIX_STEP tokens, decoded from position 0 into an empty stream. The other
+sequences start as copies of it plus their own tails. Generation uses them as slots: a prompt
+enters a free slot, and every live slot advances one token per decode call (continuous batching).
+Each sequence samples with its own seeded sampler chain.
+
+The keeper outlives a call: the next call whose prompts share the same cut prefix (a scorer's
+few-shot block, a brainstorm's head) starts from it instead of evaluating it again. Its cells are
+made the same way whichever call made them, so a call's results depend only on its own prompts,
+seeds and layout, never on the calls before it (a resumed run equals an uninterrupted one). The
+slots are emptied after every call. Flash attention stays off, as in chat and export, so a score
+here equals the high-level API's.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from engine.spec.kinds import FinishReason
 
 DECODE_CHUNK = 512
 """tokens per llama_decode call (llama.cpp splits further into its micro-batches)"""
+PREFIX_STEP = 64
+"""the keeper's prefix is the call's shared prefix cut back to a multiple of this: calls whose
+shared prefixes differ only in a few trailing tokens keep the same one"""
 
 Watch = Callable[[str, int], "int | None"]
 """Called with a sequence's text and token count so far; returns a character offset to end it there."""
@@ -112,6 +121,9 @@ class BatchContext:
         self._using: int | None = None
         self.prefix_tokens_saved = 0
         """prompt tokens not evaluated because a shared prefix stood in for them (over this context's life)"""
+        self.keeper = self.n_seq - 1
+        self._kept: list[int] = []
+        """the tokens the keeper's stream holds"""
 
     # ---- tokens ------------------------------------------------------------------------------
 
@@ -158,6 +170,30 @@ class BatchContext:
 
     def clear(self) -> None:
         self._ll.llama_memory_clear(self._mem, True)
+        self._kept = []
+
+    def _empty_slots(self) -> None:
+        """Every sequence but the keeper emptied (after a call)."""
+        if self.keeper == 0:  # one sequence: it is the slot too
+            self.clear()
+            return
+        for seq in range(self.keeper):
+            self._ll.llama_memory_seq_rm(self._mem, seq, -1, -1)
+
+    def _keep_prefix(self, prompts: Sequence[Sequence[int]]) -> int:
+        """Make the keeper hold the prompts' shared prefix (cut to PREFIX_STEP); its length. Reused
+        when the keeper already holds exactly it, else decoded afresh into the emptied stream."""
+        shared = common_prefix(prompts) if self.n_seq > 1 else 0
+        cut = shared - shared % PREFIX_STEP
+        want = list(prompts[0][:cut])
+        reused = want == self._kept
+        if not reused:
+            self._ll.llama_memory_seq_rm(self._mem, self.keeper, -1, -1)
+            self._kept = []
+            self._decode([(t, p, (self.keeper,), False) for p, t in enumerate(want)], lambda e, row: None)
+            self._kept = want
+        self.prefix_tokens_saved += cut * (len(prompts) if reused else len(prompts) - 1)
+        return cut
 
     def add_loras(self, paths: Sequence[Path]) -> None:
         """Load LoRA GGUF adapters beside the model, for `use_lora` (a mixture's experts)."""
@@ -188,21 +224,17 @@ class BatchContext:
     def _prefill(
         self, prompts: Sequence[Sequence[int]], seqs: Sequence[Sequence[int]], on_last: Callable[[int, int], None]
     ) -> None:
-        """Evaluate the prompts into their sequences: the prefix they share once, then each tail once;
+        """Evaluate the prompts into their sequences: the keeper's prefix, then each tail once;
         on_last(i, row) gets the logits row of prompt i's last token. Prompt i's state ends up in every
         sequence of seqs[i] (each sequence has its own cache stream; a copy duplicates a whole stream)."""
-        lcp = common_prefix(prompts) if len(prompts) > 1 else 0
-        owner = seqs[0][0]
-        if lcp:
-            self._decode([(t, p, (owner,), False) for p, t in enumerate(prompts[0][:lcp])], lambda e, row: None)
+        cut = self._keep_prefix(prompts)
+        if cut:
             for group in seqs:
-                if group[0] != owner:
-                    self._ll.llama_memory_seq_cp(self._mem, owner, group[0], -1, -1)
-            self.prefix_tokens_saved += lcp * (len(prompts) - 1)
+                self._ll.llama_memory_seq_cp(self._mem, self.keeper, group[0], -1, -1)
         entries: list[tuple[int, int, Sequence[int], bool]] = []
         last: dict[int, int] = {}
         for i, ids in enumerate(prompts):
-            for p in range(lcp, len(ids)):
+            for p in range(cut, len(ids)):
                 entries.append((ids[p], p, (seqs[i][0],), p == len(ids) - 1))
             last[len(entries) - 1] = i
         self._decode(entries, lambda e, row: on_last(last[e], row))
@@ -236,8 +268,6 @@ class BatchContext:
         prompts share; the others are slots, and a slot whose sequence ends takes the next prompt
         (a copy of the prefix, then its own tail) in the same decode call that advances the rest."""
         slots = max(1, self.n_seq - 1)
-        lcp = common_prefix(prompts) if len(prompts) > 1 and self.n_seq > 1 else 0
-        keeper = self.n_seq - 1
         live = [
             _Live(-1, len(ids), self._sampler(sampling, seed), sampling.max_tokens) for ids, seed in zip(prompts, seeds)
         ]
@@ -245,9 +275,7 @@ class BatchContext:
         free = list(range(slots))[::-1]
         running: list[_Live] = []
         try:
-            if lcp:
-                self._decode([(t, p, (keeper,), False) for p, t in enumerate(prompts[0][:lcp])], lambda e, r: None)
-                self.prefix_tokens_saved += lcp * (len(prompts) - 1)
+            lcp = self._keep_prefix(prompts) if slots < self.n_seq else 0
             while queue or running:
                 if cancel():
                     for s in running:
@@ -265,7 +293,7 @@ class BatchContext:
                     s.slot = free.pop()
                     self._ll.llama_memory_seq_rm(self._mem, s.slot, -1, -1)
                     if lcp:
-                        self._ll.llama_memory_seq_cp(self._mem, keeper, s.slot, -1, -1)
+                        self._ll.llama_memory_seq_cp(self._mem, self.keeper, s.slot, -1, -1)
                     ids = prompts[i]
                     for p in range(lcp, len(ids)):
                         entries.append((ids[p], p, (s.slot,), p == len(ids) - 1))
@@ -281,7 +309,7 @@ class BatchContext:
                     running.remove(s)
                     free.append(s.slot)
         finally:
-            self.clear()
+            self._empty_slots()
             for s in live:
                 self._ll.llama_sampler_free(s.sampler)
         started = [(s, p) for s, p in zip(live, prompts) if s.slot >= 0]  # a cancel leaves the rest unstarted
@@ -326,8 +354,8 @@ class BatchContext:
         for options in labels:
             slots.append(list(range(n, n + len(options))))
             n += len(options)
-        if n > self.n_seq:
-            raise ValueError(f"{n} label sequences exceed the context's {self.n_seq}")
+        if n > self.keeper:
+            raise ValueError(f"{n} label sequences exceed the context's {self.keeper} (one more holds the prefix)")
         scores = [[0.0] * len(options) for options in labels]
         # (prompt, label, token index whose probability the row gives)
         wants: dict[int, list[tuple[int, int, int]]] = {}
@@ -347,7 +375,7 @@ class BatchContext:
                         entries.append((toks[k], len(prompts[i]) + k, (slots[i][j],), True))
             self._decode(entries, lambda e, row: read(wants[e], row))
         finally:
-            self.clear()
+            self._empty_slots()
         return scores
 
     def close(self) -> None:

@@ -132,8 +132,9 @@ class LlamaCppScorer:
     """Label log-likelihoods (prompt, then each label's tokens without BOS), many prompts per pass,
     and greedy answers."""
 
-    SEQUENCES = 12
-    """label sequences per pass (each its own cache stream of n_ctx cells): 4 yes/no/maybe items"""
+    SEQUENCES = 13
+    """sequences of the context (each its own cache stream of n_ctx cells): the few-shot prefix kept
+    between passes, and 12 label sequences per pass (4 yes/no/maybe items)"""
 
     def __init__(self, model: ModelFile, threads: int, n_ctx: int = 4096) -> None:
         from engine.backends.runtimes.llama_batch import BatchContext
@@ -177,7 +178,7 @@ def _label_passes(engine: Any, ids: list[list[int]], labels: Sequence[Sequence[s
     """As many prompts per pass as the context has sequences for their labels."""
     encoded = [[engine.tokenize(label, bos=False) for label in options] for options in labels]
     out: list[list[float]] = []
-    for part in _by_sequences(list(range(len(ids))), [len(e) for e in encoded], engine.n_seq):
+    for part in _by_sequences(list(range(len(ids))), [len(e) for e in encoded], engine.keeper):
         out.extend(engine.label_logprobs([ids[i] for i in part], [encoded[i] for i in part]))
     return out
 
