@@ -90,7 +90,8 @@ class GenerateScreen(RunScreen):
         """What the form's target costs at the rate this machine measured for the base model."""
         try:
             target = int(str(self.form().values().get("target", "")).strip())
-        except ValueError:
+        except ValueError:  # blank or not a number: the engine's default applies, say so (not a stale figure)
+            self.query_one("#cost", Static).update("target: blank or not a whole number (a new generation takes 5000)")
             return
         project = projects.get(self.db, self.project_name)
         last = generation.latest(self.db, project)

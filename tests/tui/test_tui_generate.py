@@ -50,6 +50,9 @@ async def test_generate_run_cancel_resume(db, monkeypatch) -> None:
         await pilot.pause()
         cost = str(screen.query_one("#cost", Static).render())
         assert cost.startswith("target 5000: about ") and "examples/" in cost and "; 200 take " in cost
+        screen.query_one("#target", Input).value = ""  # a blank target never leaves the last figure standing
+        await pilot.pause()
+        assert "blank or not a whole number" in str(screen.query_one("#cost", Static).render())
 
         # a slow new generation, cancelled mid-way, then resumed from the same screen
         monkeypatch.setenv("SELFSPEC_FAKE_GEN_DELAY", "0.1")
