@@ -10,7 +10,8 @@ commits) with the same model, seeds and sampling, each in its own project:
   demonstration set per block, the brainstorm limit sized from the seeds and runaway tasks cut).
 
 Printed: kept tasks/min, answered examples/min, tokens per kept task, prompt tokens evaluated and
-saved by prefix reuse, then the raw llama.cpp limits (one sequence; N sequences in one context).
+saved by prefix reuse, seconds per answer written (kept or dropped by the answer filters), then
+the raw llama.cpp limits (one sequence; N sequences in one context).
 The last line is `speedup examples/min: X.XXx` (goal on 2 cores: at least 4x).
 
     .venv/bin/python bench/generation.py [--target 16] [--batch 8] [--hf]
@@ -38,6 +39,7 @@ class Counting:
         self.count_tokens = inner.count_tokens
         self.prompt_tokens = 0
         self.tokens = 0
+        self.completions = 0
 
     @property
     def prefix_tokens_saved(self) -> int:
@@ -47,6 +49,7 @@ class Counting:
         out = self.inner.generate(prompts, sampling, seeds, cancel, watch)
         self.prompt_tokens += sum(o.prompt_tokens for o in out)
         self.tokens += sum(o.tokens for o in out)
+        self.completions += len(out)
         return out
 
     def close(self) -> None:
@@ -84,6 +87,7 @@ def run(name: str, model: str, options: dict, target: int) -> dict[str, float]:
     brainstorm_s = time.perf_counter() - t0
     brainstorm_tokens = counter.tokens
     generation.set_phase(db, job.gen.id, "respond")
+    asked = counter.completions
     t0 = time.perf_counter()
     job.respond()
     respond_s = time.perf_counter() - t0
@@ -95,6 +99,7 @@ def run(name: str, model: str, options: dict, target: int) -> dict[str, float]:
         "prompts": summary["prompts"],
         "brainstorm_s": brainstorm_s,
         "respond_s": respond_s,
+        "answers": counter.completions - asked,
         "tokens_per_kept": brainstorm_tokens / max(summary["kept_tasks"], 1),
         "prompt_tokens": counter.prompt_tokens,
         "saved": counter.prefix_tokens_saved,
@@ -152,7 +157,7 @@ def main() -> None:
         results["new"] = run("new", DEFAULT_MODEL, new, args.target)
     print(
         f"{'path':<6} {'prompts':>7} {'kept':>5} {'examples':>8} {'kept/min':>9} {'examples/min':>12}"
-        f" {'tok/kept':>9} {'prompt tok':>10} {'saved':>7} {'brainstorm s':>12} {'answer s':>9}"
+        f" {'tok/kept':>9} {'prompt tok':>10} {'saved':>7} {'brainstorm s':>12} {'answer s':>9} {'s/answer':>8}"
     )
     for name, r in results.items():
         total = r["brainstorm_s"] + r["respond_s"]
@@ -160,7 +165,7 @@ def main() -> None:
             f"{name:<6} {r['prompts']:>7.0f} {r['kept']:>5.0f} {r['examples']:>8.0f}"
             f" {60 * r['kept'] / r['brainstorm_s']:>9.2f} {60 * r['examples'] / total:>12.2f}"
             f" {r['tokens_per_kept']:>9.1f} {r['prompt_tokens']:>10.0f} {r['saved']:>7.0f}"
-            f" {r['brainstorm_s']:>12.1f} {r['respond_s']:>9.1f}"
+            f" {r['brainstorm_s']:>12.1f} {r['respond_s']:>9.1f} {r['respond_s'] / max(r['answers'], 1):>8.2f}"
         )
     one, many = raw_rates(gguf, threads, args.batch)
     print(f"raw llama.cpp: one sequence {one:.1f} tok/s, {args.batch} sequences {many:.1f} tok/s ({many / one:.2f}x)")
@@ -168,7 +173,9 @@ def main() -> None:
         hf_batched(gguf, threads)
     kept_rate = {k: r["kept"] / r["brainstorm_s"] for k, r in results.items()}
     per_min = {k: 60 * r["examples"] / (r["brainstorm_s"] + r["respond_s"]) for k, r in results.items()}
+    per_answer = {k: r["respond_s"] / max(r["answers"], 1) for k, r in results.items()}
     print(f"speedup kept tasks/min: {kept_rate['new'] / kept_rate['today']:.2f}x")
+    print(f"speedup seconds per answer written (kept or dropped): {per_answer['today'] / per_answer['new']:.2f}x")
     print(f"speedup examples/min: {per_min['new'] / per_min['today']:.2f}x")
 
 

@@ -60,9 +60,9 @@ def f16_copy(path: Path, threads: int, log: Callable[[str], None]) -> Path:
         out = cache_path(path)
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if out.is_file():
-        return out
     found = read_gguf_metadata(path, count_weights=True)
+    if out.is_file() and _whole(out, int(found["weights"])):
+        return out
     need = 2 * int(found["weights"]) + (64 << 20)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,3 +91,15 @@ def f16_copy(path: Path, threads: int, log: Callable[[str], None]) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return out
+
+
+def _whole(copy: Path, weights: int) -> bool:
+    """A cached copy is used only when its header reads, it holds every weight, and it is long enough
+    for them at 2 bytes each (a copy cut short by a full disk or an edit is made again)."""
+    from engine.backends.gguf_meta import read_gguf_metadata
+
+    try:
+        found = read_gguf_metadata(copy, count_weights=True)
+        return int(found["weights"]) == weights and copy.stat().st_size >= 2 * weights
+    except (UserError, OSError):
+        return False

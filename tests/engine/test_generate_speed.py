@@ -146,6 +146,11 @@ def test_an_f16_copy_is_made_once_and_holds_every_weight(home: Path, default_ggu
     stamp = copy.stat().st_mtime_ns
     assert f16_copy(default_gguf, 2, said.append) == copy and len(said) == 1 and copy.stat().st_mtime_ns == stamp
     assert not list(copy.parent.glob("*.partial"))
+    # a copy cut short (a full disk, an edit) is never loaded: it is made again
+    with copy.open("r+b") as fh:
+        fh.truncate(copy.stat().st_size // 2)
+    assert f16_copy(default_gguf, 2, said.append) == copy and len(said) == 2
+    assert copy.stat().st_size >= 2 * meta["weights"]
     model = llama_cpp.llama_model_load_from_file(str(copy).encode(), llama_cpp.llama_model_default_params())
     try:
         assert llama_cpp.llama_model_n_params(model) == meta["weights"]
