@@ -100,7 +100,8 @@ async def test_the_command_palette_holds_the_screens_actions(db, project) -> Non
         assert projects.get(db, "test")  # nothing else changed
 
 
-async def test_a_job_that_ends_while_its_screen_is_closed_is_announced(db) -> None:
+async def test_a_job_that_ends_while_its_screen_is_closed_is_announced(db, monkeypatch) -> None:
+    monkeypatch.setenv("SELFSPEC_FAKE_GEN_DELAY", "0.2")  # long enough that it still runs when checked
     make_project("bg")
     app = SelfSpecApp(project="bg")
     async with app.run_test(size=(120, 40)) as pilot:
