@@ -4,14 +4,19 @@ Both runs are real generations (prompt building, llama.cpp, parsing, filters, re
 commits) with the same model, seeds and sampling, each in its own project:
 
 - today: the pre-batching runtime (bench/legacy_llamacpp.py, one prompt at a time through
-  create_completion, the cache reset per prompt), per-task answer demonstrations and the fixed
-  brainstorm token limit (`--demo-block 1 --no-size-from-seeds --batch-size 1`);
+  create_completion, the cache reset per prompt) on the model file as it is, per-task answer
+  demonstrations, the fixed brainstorm token limit, passages as retrieved and answers run to their
+  limit (`--demo-block 1 --no-size-from-seeds --batch-size 1 --weights file --no-merge-passages
+  --no-stop-doomed`): the product before this work;
 - new: the product's defaults (batched multi-sequence decoding, shared-prefix reuse, one answer
-  demonstration set per block, the brainstorm limit sized from the seeds and runaway tasks cut).
+  demonstration set per block, the brainstorm limit sized from the seeds and runaway tasks cut,
+  the F16 copy, passages without repeats, answers ended once they would be dropped).
 
 Printed: kept tasks/min, answered examples/min, tokens per kept task, prompt tokens evaluated and
 saved by prefix reuse, seconds per answer written (kept or dropped by the answer filters), then
-the raw llama.cpp limits (one sequence; N sequences in one context).
+llama.cpp's raw rates on the new path's weights (prompt evaluation; decoding one sequence and N in
+one context), and what the new path's own tokens cost at those rates: the most the hardware allows
+for that work, with nothing else running and no sequence decoding alone.
 The last line is `speedup examples/min: X.XXx` (goal on 2 cores: at least 4x).
 
     .venv/bin/python bench/generation.py [--target 16] [--batch 8] [--hf]
@@ -103,24 +108,36 @@ def run(name: str, model: str, options: dict, target: int) -> dict[str, float]:
         "tokens_per_kept": brainstorm_tokens / max(summary["kept_tasks"], 1),
         "prompt_tokens": counter.prompt_tokens,
         "saved": counter.prefix_tokens_saved,
+        "tokens": counter.tokens,
     }
 
 
-def raw_rates(gguf: Path, threads: int, n: int) -> tuple[float, float]:
-    """llama.cpp's own limit: tokens/s decoding one sequence, and n sequences in one context."""
+def raw_rates(gguf: Path, threads: int, n: int) -> dict[str, float]:
+    """llama.cpp's own limits on `gguf` at the answers' lengths (~700-token prompts): prompt tokens/s
+    evaluating n prompts that share nothing, and tokens/s decoding one sequence and n in one context
+    (a 128-token completion less a 1-token one on the same prompts, whose prefix is then reused)."""
     from engine.backends.runtimes.llama_batch import BatchContext
     from engine.backends.types import Sampling
 
-    engine = BatchContext(gguf, threads, 1024, n)
-    sampling = Sampling(1.0, 1.0, 128)
-    rates = []
-    for size in (1, n):
-        prompts = [engine.tokenize(f"Chapter {i}. The old lighthouse keeper had a secret") for i in range(size)]
+    engine = BatchContext(gguf, threads, 1024, n + 1)
+    body = " The kidney filters the blood and keeps the balance of salt and water in the body." * 40
+    rates: dict[str, float] = {}
+
+    def timed(prompts: list[list[int]], tokens: int) -> tuple[float, int]:
         t0 = time.perf_counter()
-        outs = engine.generate(prompts, sampling, list(range(size)), lambda: False)
-        rates.append(sum(o.tokens for o in outs) / (time.perf_counter() - t0))
+        outs = engine.generate(prompts, Sampling(1.0, 1.0, tokens), list(range(len(prompts))), lambda: False)
+        return time.perf_counter() - t0, sum(o.tokens for o in outs)
+
+    for size in (1, n):
+        prompts = [engine.tokenize(f"Note {i}.{body} Question: what does the liver do?") for i in range(size)]
+        cold, _ = timed(prompts, 1)  # n prompts share nothing past their first tokens: all evaluated
+        if size == n:
+            rates["prefill"] = sum(len(p) for p in prompts) / cold
+        one, _ = timed(prompts, 1)
+        full, made = timed(prompts, 128)
+        rates[f"decode {size}"] = (made - size) / max(full - one, 1e-6)
     engine.close()
-    return rates[0], rates[1]
+    return rates
 
 
 def main() -> None:
@@ -134,6 +151,7 @@ def main() -> None:
     os.environ["SELFSPEC_PLUGINS"] = ",".join(
         filter(None, [os.environ.get("SELFSPEC_PLUGINS", ""), "bench.legacy_llamacpp"])
     )
+    from engine.backends.f16_copy import auto_choice, f16_copy
     from engine.cpu import free_cores
     from engine.stages.models import DEFAULT_MODEL, builtin_path
 
@@ -149,12 +167,16 @@ def main() -> None:
         "demo_block": 1,
         "size_from_seeds": False,
         "weights": "file",
+        "merge_passages": False,  # passages as retrieved, answers run to their limit: as before this work
+        "stop_doomed": False,
     }
     new = {**common, "batch_size": args.batch}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SELFSPEC_HOME"] = tmp
         results = {"today": run("today", DEFAULT_MODEL, today, args.target)}
         results["new"] = run("new", DEFAULT_MODEL, new, args.target)
+        weights = f16_copy(gguf, threads, print) if auto_choice(gguf) == "f16" else gguf  # the new path's
+        raw = raw_rates(weights, threads, args.batch)
     print(
         f"{'path':<6} {'prompts':>7} {'kept':>5} {'examples':>8} {'kept/min':>9} {'examples/min':>12}"
         f" {'tok/kept':>9} {'prompt tok':>10} {'saved':>7} {'brainstorm s':>12} {'answer s':>9} {'s/answer':>8}"
@@ -167,13 +189,25 @@ def main() -> None:
             f" {r['tokens_per_kept']:>9.1f} {r['prompt_tokens']:>10.0f} {r['saved']:>7.0f}"
             f" {r['brainstorm_s']:>12.1f} {r['respond_s']:>9.1f} {r['respond_s'] / max(r['answers'], 1):>8.2f}"
         )
-    one, many = raw_rates(gguf, threads, args.batch)
-    print(f"raw llama.cpp: one sequence {one:.1f} tok/s, {args.batch} sequences {many:.1f} tok/s ({many / one:.2f}x)")
+    print(
+        f"raw llama.cpp on {weights.name}: prompts {raw['prefill']:.0f} tok/s; decoding one sequence"
+        f" {raw['decode 1']:.1f} tok/s, {args.batch} sequences {raw[f'decode {args.batch}']:.1f} tok/s"
+    )
     if args.hf:
         hf_batched(gguf, threads)
     kept_rate = {k: r["kept"] / r["brainstorm_s"] for k, r in results.items()}
     per_min = {k: 60 * r["examples"] / (r["brainstorm_s"] + r["respond_s"]) for k, r in results.items()}
     per_answer = {k: r["respond_s"] / max(r["answers"], 1) for k, r in results.items()}
+    # the new path at raw rates: its own prompt and completion tokens at llama.cpp's raw rates, with no
+    # time for parsing, filters, retrieval, SQLite or sequences that decode alone at a call's end (brainstorm
+    # completions decode over shorter contexts than the answers' ~700 tokens, a little faster than this)
+    r = results["new"]
+    floor_s = (r["prompt_tokens"] - r["saved"]) / raw["prefill"] + r["tokens"] / raw[f"decode {args.batch}"]
+    print(
+        f"the new path's tokens at raw rates: {floor_s:.0f} s for its {r['examples']:.0f} examples"
+        f" (measured {r['brainstorm_s'] + r['respond_s']:.0f} s) = {60 * r['examples'] / floor_s:.2f} examples/min,"
+        f" {60 * r['examples'] / floor_s / per_min['today']:.2f}x today's"
+    )
     print(f"speedup kept tasks/min: {kept_rate['new'] / kept_rate['today']:.2f}x")
     print(f"speedup seconds per answer written (kept or dropped): {per_answer['today'] / per_answer['new']:.2f}x")
     print(f"speedup examples/min: {per_min['new'] / per_min['today']:.2f}x")
